@@ -1,0 +1,235 @@
+"""The mitmproxy addon: options, configure, and thin hooks (classify, then record).
+
+Loaded by `sinch-sms-proxy` (proxy.py) or by plain mitmproxy:
+    mitmdump -s "$(sinch-sms-proxy --print-addon-path)" --mode reverse:https://us.sms.api.sinch.com
+
+Hooks never raise on upstream data and never change what passes through: the only thing
+set on a flow is how its response body is carried (buffered or streamed), never its bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Optional
+
+import mitmproxy
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy.mode_specs import ReverseMode
+
+from sinch_sms_exporter import __version__, classify, routes
+from sinch_sms_exporter.exposition import MetricsServer, WebConfig
+from sinch_sms_exporter.metrics import DEFAULT_BUCKETS, DEFAULT_CODE_CAP, Metrics, parse_buckets
+from sinch_sms_exporter.timeouts import UpstreamDeadline
+from sinch_sms_exporter.upstream_errors import upstream_error_reason
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 19880
+DEFAULT_UPSTREAM_TIMEOUT = 30.0
+_REGION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def parse_region_map(entries: Sequence[str]) -> dict[str, str]:
+    """['eu.example.com=eu', '127.0.0.1:9000=us'] → {host[:port]: region}; ValueError if bad."""
+    regions: dict[str, str] = {}
+    for entry in entries:
+        host, sep, region = entry.rpartition("=")
+        if not sep or not host or not _REGION_RE.match(region):
+            raise ValueError(
+                f"bad sinch_regions entry {entry!r}: expected HOST[:PORT]=REGION, "
+                "REGION of lowercase letters, digits, '-' or '_' (at most 32)"
+            )
+        regions[host.lower()] = region
+    return regions
+
+
+class SinchSmsExporter:
+    """Counts every Sinch SMS API answer by status and code; serves them on /metrics."""
+
+    def __init__(self) -> None:
+        self.metrics: Metrics | None = None
+        self.server: MetricsServer | None = None
+        self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
+        self._body_limit = classify.DEFAULT_BODY_LIMIT
+        self._configured_regions: dict[str, str] = {}
+        self._region_cache: dict[tuple[str, int], str] = {}
+        self._counted_hosts: re.Pattern[str] = routes.SINCH_HOST_RE
+        self._running = False
+
+    # --- options -------------------------------------------------------------------------
+
+    def load(self, loader: mitmproxy.addonmanager.Loader) -> None:
+        loader.add_option(
+            "sinch_metrics_host", str, "0.0.0.0",
+            "Address the /metrics endpoint listens on (all interfaces: Prometheus scrapes it "
+            "from outside the pod).",
+        )  # fmt: skip
+        loader.add_option(
+            "sinch_metrics_port", int, DEFAULT_METRICS_PORT,
+            "Port of the /metrics endpoint (0: do not serve metrics). 19880 is outside the "
+            "9100-9999 range that Prometheus exporters have fully allocated.",
+        )  # fmt: skip
+        loader.add_option(
+            "sinch_metrics_web_config", Optional[str], None,
+            "Path of a Prometheus exporter-toolkit style web config (tls_server_config, "
+            "basic_auth_users with bcrypt hashes) that protects /metrics.",
+        )  # fmt: skip
+        loader.add_option(
+            "sinch_body_limit", int, classify.DEFAULT_BODY_LIMIT,
+            "Error bodies larger than this many bytes (encoded or decoded) are not parsed; "
+            "they count with code=\"\". Traffic is never affected.",
+        )  # fmt: skip
+        loader.add_option(
+            "sinch_code_cap", int, DEFAULT_CODE_CAP,
+            "Distinct error codes outside Sinch's catalog kept verbatim; later novel codes "
+            "are counted as code=\"other\".",
+        )  # fmt: skip
+        loader.add_option(
+            "sinch_latency_buckets", str, ",".join(f"{b:g}" for b in DEFAULT_BUCKETS),
+            "Buckets (seconds, comma-separated, increasing) of "
+            "sinch_sms_request_duration_seconds.",
+        )  # fmt: skip
+        loader.add_option(
+            "sinch_regions", Sequence[str], [],
+            "HOST[:PORT]=REGION: the region label of an upstream. Sinch hosts "
+            "({region}.sms.api.sinch.com) need none; other upstreams without one are 'other'.",
+        )  # fmt: skip
+        loader.add_option(
+            "sinch_hosts", str, routes.SINCH_HOST_RE.pattern,
+            "Regular expression of the hosts counted in forward (regular) proxy mode. "
+            "Reverse-mode upstreams are always counted.",
+        )  # fmt: skip
+        loader.add_option(
+            "sinch_upstream_timeout", float, DEFAULT_UPSTREAM_TIMEOUT,
+            "Seconds to wait for the upstream's response headers (connect included) before "
+            "answering the client 502 and counting reason=\"timeout\" (0: wait forever).",
+        )  # fmt: skip
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if opts.sinch_body_limit < 1:
+            raise exceptions.OptionsError("sinch_body_limit must be a positive number of bytes")
+        if opts.sinch_code_cap < 0:
+            raise exceptions.OptionsError("sinch_code_cap must be 0 or more")
+        if not 0 <= opts.sinch_metrics_port <= 65535:
+            raise exceptions.OptionsError(f"sinch_metrics_port {opts.sinch_metrics_port} is not a port")
+        if opts.sinch_upstream_timeout < 0:
+            raise exceptions.OptionsError("sinch_upstream_timeout must be 0 (off) or more seconds")
+        try:
+            buckets = parse_buckets(opts.sinch_latency_buckets)
+            regions = parse_region_map(opts.sinch_regions)
+            counted_hosts = re.compile(opts.sinch_hosts, re.IGNORECASE)
+            web_config = WebConfig.load(opts.sinch_metrics_web_config)
+        except (ValueError, re.error, OSError) as exc:
+            raise exceptions.OptionsError(str(exc)) from exc
+
+        self._body_limit = opts.sinch_body_limit
+        self._configured_regions = regions
+        self._region_cache.clear()
+        self._counted_hosts = counted_hosts
+        self.deadline.timeout = opts.sinch_upstream_timeout
+        if self.metrics is None or updated & {"sinch_latency_buckets", "sinch_code_cap", "sinch_regions"}:
+            self.metrics = Metrics(
+                buckets=buckets,
+                code_cap=opts.sinch_code_cap,
+                regions=regions.values(),
+                version=__version__,
+                mitmproxy_version=mitmproxy.version.VERSION,
+            )
+        self._web_config = web_config
+        if self._running and (
+            self.server is None
+            or updated & {"sinch_metrics_host", "sinch_metrics_port", "sinch_metrics_web_config"}
+            or self.server.registry is not self.metrics.registry
+        ):
+            self._restart_server()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def running(self) -> None:
+        self._running = True
+        self.deadline.start()
+        self._restart_server()
+
+    def done(self) -> None:
+        self._running = False
+        self.deadline.stop()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def _restart_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        port = ctx.options.sinch_metrics_port
+        if port and self.metrics is not None:
+            try:
+                self.server = MetricsServer.start(
+                    self.metrics.registry, ctx.options.sinch_metrics_host, port, self._web_config
+                )
+            except OSError as exc:
+                logger.error(f"cannot serve metrics on {ctx.options.sinch_metrics_host}:{port}: {exc.strerror or exc}")
+                return
+            logger.info(f"metrics on {self.server.url}")
+
+    # --- hooks: thin, never raise on upstream data ---------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self._counted(flow):
+            self.deadline.track(flow)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.deadline.answered(flow)
+        response = flow.response
+        if response is not None and not response.stream and self._counted(flow):
+            response.stream = classify.stream_for(response, self._body_limit)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if self.metrics is None or not self._counted(flow):
+            return
+        try:
+            outcome = classify.classify(flow, self._region(flow), self._body_limit)
+        except Exception:  # noqa: BLE001 - a bug here must never break traffic
+            logger.exception("sinch-sms-exporter: cannot classify an answer (not counted)")
+            return
+        self.metrics.record_response(outcome)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        timed_out = self.deadline.pop_expired(flow)
+        if self.metrics is None or not self._counted(flow):
+            return
+        reason = "timeout" if timed_out else upstream_error_reason(flow)
+        region = self._region(flow)
+        endpoint = routes.endpoint_of(flow.request.path)
+        method = routes.method_label(flow.request.method)
+        if reason is None:
+            self.metrics.record_client_abort(region, endpoint, method)
+        else:
+            self.metrics.record_upstream_error(region, endpoint, method, reason)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _counted(self, flow: http.HTTPFlow) -> bool:
+        """Reverse-mode flows always count; forward-mode flows only for Sinch hosts."""
+        if isinstance(flow.client_conn.proxy_mode, ReverseMode):
+            return True
+        return self._counted_hosts.match(flow.request.pretty_host) is not None
+
+    def _region(self, flow: http.HTTPFlow) -> str:
+        key = (flow.request.host, flow.request.port)
+        region = self._region_cache.get(key)
+        if region is None:
+            host = key[0].lower()
+            region = (
+                self._configured_regions.get(f"{host}:{key[1]}")
+                or self._configured_regions.get(host)
+                or routes.region_of_host(host)
+                or routes.OTHER
+            )
+            if len(self._region_cache) < 1024:
+                self._region_cache[key] = region
+        return region
+

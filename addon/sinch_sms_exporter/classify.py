@@ -1,0 +1,146 @@
+"""flow → Outcome: what one Sinch SMS API answer was, in label terms. All body-parsing rules.
+
+The rules (ARCHITECTURE.md, "Metric contract"):
+- only answers with status ≥ 400 are parsed, after content-decoding, whatever the
+  Content-Type says, and only up to a size limit;
+- a JSON object whose `code` is a well-formed string gives that code; a malformed code
+  string gives `other`; anything else gives `""` ("this answer carried no code").
+
+Nothing here raises on upstream data and nothing here touches what reaches the client:
+the body is only read. Knows nothing of Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import NamedTuple
+
+from mitmproxy import http
+
+from sinch_sms_exporter import decoding, routes
+
+NO_CODE = ""
+OTHER = "other"
+CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+#: Default for the size limit on error bodies (bytes, before and after decoding).
+DEFAULT_BODY_LIMIT = 64 * 1024
+
+
+class Outcome(NamedTuple):
+    """One upstream answer, reduced to what the metrics need (a NamedTuple: cheap to make)."""
+
+    region: str
+    endpoint: str
+    method: str
+    status: int
+    code: str
+    duration: float
+
+
+class BodyTap:
+    """A response `stream` callable: passes every chunk through untouched, keeps a prefix.
+
+    Used for error answers of unknown length (chunked): the client gets the bytes as they
+    come, and the classifier still sees the first `limit` bytes, or learns the body was
+    longer than that.
+    """
+
+    __slots__ = ("limit", "prefix", "overflow")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.prefix = bytearray()
+        self.overflow = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if not self.overflow and chunk:
+            room = self.limit - len(self.prefix)
+            if len(chunk) > room:
+                self.overflow = True
+                self.prefix.clear()
+            else:
+                self.prefix += chunk
+        return chunk
+
+
+def _content_length(response: http.Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def stream_for(response: http.Response, limit: int) -> bool | BodyTap:
+    """How to carry a response's body, decided when its headers arrive.
+
+    - Success answers are never parsed: small ones are buffered (cheapest for mitmproxy),
+      big or open-ended ones (list endpoints) are streamed, never held whole in memory.
+    - Error answers of known size within the limit are buffered and parsed; over the limit
+      they are streamed and carry no code; of unknown size they go through a BodyTap.
+    """
+    length = _content_length(response)
+    if length is not None and length <= limit:
+        return False
+    if response.status_code < 400 or length is not None:
+        return True
+    return BodyTap(limit)
+
+
+def error_body(response: http.Response) -> bytes | None:
+    """The raw (still encoded) body of an error answer, or None when it was over the limit."""
+    stream = response.stream
+    if not stream:
+        return response.raw_content or b""
+    if isinstance(stream, BodyTap):
+        return None if stream.overflow else bytes(stream.prefix)
+    return None
+
+
+def code_of_json(body: bytes) -> str:
+    """The `code` of a JSON error body by the contract's rules; never raises."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8/16/32, nested too deep
+        return NO_CODE
+    if not isinstance(document, dict):
+        return NO_CODE
+    code = document.get("code")
+    if not isinstance(code, str):
+        return NO_CODE
+    return code if CODE_RE.fullmatch(code) else OTHER
+
+
+def code_of(raw: bytes | None, content_encoding: str, limit: int) -> str:
+    """The `code` of an error answer's raw body (None: it was over the size limit)."""
+    if not raw:
+        return NO_CODE
+    try:
+        body = decoding.decode(raw, content_encoding, limit)
+    except (decoding.TooLarge, decoding.Undecodable):
+        return NO_CODE
+    return code_of_json(body)
+
+
+def classify(flow: http.HTTPFlow, region: str, limit: int) -> Outcome:
+    """Reduce a completed flow (it has a response) to its Outcome."""
+    request = flow.request
+    response = flow.response
+    assert response is not None
+    status = response.status_code
+    if status >= 400:
+        code = code_of(error_body(response), response.headers.get("content-encoding", ""), limit)
+    else:
+        code = NO_CODE
+    return Outcome(
+        region,
+        routes.endpoint_of(request.path),
+        routes.method_label(request.method),
+        status,
+        code,
+        max(0.0, (response.timestamp_end or 0.0) - request.timestamp_start),
+    )

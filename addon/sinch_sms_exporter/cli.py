@@ -1,0 +1,253 @@
+"""`sinch-sms-proxy`: friendly flags (and SINCH_PROXY_* environment variables) → mitmproxy
+options, then the lean sidecar proxy.
+
+Wrong input ends with one line on stderr and a non-zero exit (2: usage, 1: runtime),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sinch_sms_exporter import __version__, routes
+from sinch_sms_exporter.addon import DEFAULT_METRICS_PORT, DEFAULT_UPSTREAM_TIMEOUT, parse_region_map
+from sinch_sms_exporter.classify import DEFAULT_BODY_LIMIT
+from sinch_sms_exporter.metrics import DEFAULT_BUCKETS, DEFAULT_CODE_CAP, parse_buckets
+
+PROG = "sinch-sms-proxy"
+ENV_PREFIX = "SINCH_PROXY_"
+DEFAULT_UPSTREAM = "https://us.sms.api.sinch.com"
+DEFAULT_LISTEN_PORT = 8080
+
+
+class UsageError(Exception):
+    """Bad flags or environment: reported in one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    url: str  # scheme://host[:port], no path
+    host: str
+    port: int  # the upstream's port
+    listen_port: int  # where the proxy listens for it
+    region: str
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _env_list(name: str) -> list[str] | None:
+    value = _env(name)
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A sidecar proxy for the Sinch SMS REST API that counts every answer by HTTP "
+        "status and error code and serves them as Prometheus metrics. Point your service's Sinch "
+        "base URL at http://LISTEN-HOST:LISTEN-PORT. Every flag can also be set by the "
+        f"environment variable {ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}METRICS_PORT=9000; lists "
+        "comma-separated); flags win.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--upstream", action="append", metavar="URL[@PORT]",
+        help="Sinch SMS API base URL to proxy (repeat for several regions, each on its own "
+        "listener: @PORT, or the next port after --listen-port). "
+        f"[env {ENV_PREFIX}UPSTREAM; default {DEFAULT_UPSTREAM}]",
+    )  # fmt: skip
+    add(
+        "--region", action="append", metavar="NAME",
+        help="region label of each --upstream, in the same order (default: from the host, "
+        f"{{region}}.sms.api.sinch.com; 'other' for other hosts). [env {ENV_PREFIX}REGION]",
+    )  # fmt: skip
+    add("--listen-host", default=_env("LISTEN_HOST", "127.0.0.1"),
+        help="address the proxy listens on; a sidecar needs only loopback")  # fmt: skip
+    add("--listen-port", type=int, default=_env("LISTEN_PORT", DEFAULT_LISTEN_PORT),
+        help="port of the (first) proxy listener")  # fmt: skip
+    add("--metrics-host", default=_env("METRICS_HOST", "0.0.0.0"),
+        help="address of /metrics (all interfaces: Prometheus scrapes the pod from outside)")  # fmt: skip
+    add("--metrics-port", type=int, default=_env("METRICS_PORT", DEFAULT_METRICS_PORT),
+        help="port of /metrics (outside the 9100-9999 exporter range, which is fully allocated)")  # fmt: skip
+    add("--metrics-web-config", default=_env("METRICS_WEB_CONFIG"), metavar="FILE",
+        help="exporter-toolkit style web config (TLS, basic auth) protecting /metrics")  # fmt: skip
+    add("--mode", choices=("reverse", "forward"), default=_env("MODE", "reverse"),
+        help="reverse: the service's base URL points at the proxy; forward: the service uses "
+        "the proxy as HTTPS_PROXY and trusts its CA; only --forward-hosts are decrypted")  # fmt: skip
+    add("--forward-hosts", default=_env("FORWARD_HOSTS", routes.SINCH_HOST_RE.pattern), metavar="REGEX",
+        help="forward mode: hosts that are decrypted and counted; all others pass through untouched")  # fmt: skip
+    add("--upstream-timeout", type=float, default=_env("UPSTREAM_TIMEOUT", DEFAULT_UPSTREAM_TIMEOUT),
+        metavar="SECONDS",
+        help="time to wait for the upstream's response headers before answering 502 (0: forever)")  # fmt: skip
+    add("--body-limit", type=int, default=_env("BODY_LIMIT", DEFAULT_BODY_LIMIT), metavar="BYTES",
+        help="error bodies larger than this are not parsed for a code (traffic is unaffected)")  # fmt: skip
+    add("--code-cap", type=int, default=_env("CODE_CAP", DEFAULT_CODE_CAP), metavar="N",
+        help="distinct non-catalog error codes kept before the rest become 'other'")  # fmt: skip
+    add("--latency-buckets", default=_env("LATENCY_BUCKETS", ",".join(f"{b:g}" for b in DEFAULT_BUCKETS)),
+        metavar="SECONDS,…", help="histogram buckets of sinch_sms_request_duration_seconds")  # fmt: skip
+    add("--upstream-ca", default=_env("UPSTREAM_CA"), metavar="PEM",
+        help="extra CA bundle trusted for the upstream's certificate")  # fmt: skip
+    add("--ssl-insecure", action="store_true", default=_env("SSL_INSECURE", "") in ("1", "true", "yes"),
+        help="do not verify the upstream's certificate (testing only)")  # fmt: skip
+    add("--confdir", default=_env("CONFDIR", "~/.mitmproxy"),
+        help="mitmproxy's directory (forward mode keeps its CA here)")  # fmt: skip
+    add("--log-level", default=_env("LOG_LEVEL", "info"), choices=("error", "warn", "info", "debug"),
+        help="log verbosity")  # fmt: skip
+    add("--print-addon-path", action="store_true",
+        help="print the path of the addon script for `mitmdump -s` and exit")  # fmt: skip
+    add("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def parse_upstreams(urls: Sequence[str], regions: Sequence[str], first_port: int) -> list[Upstream]:
+    if regions and len(regions) != len(urls):
+        raise UsageError(f"got {len(regions)} --region for {len(urls)} --upstream: give one per upstream, in order")
+    upstreams: list[Upstream] = []
+    next_port = first_port
+    for i, spec in enumerate(urls):
+        url, at, port_text = spec.rpartition("@") if "@" in spec.rsplit("/", 1)[-1] else (spec, "", "")
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise UsageError(f"bad --upstream {spec!r}: the port is not a number") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"bad --upstream {spec!r}: expected http(s)://HOST[:PORT], e.g. {DEFAULT_UPSTREAM}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise UsageError(
+                f"bad --upstream {spec!r}: give the base URL only (no path, query or credentials); "
+                "the service keeps sending /xms/v1/…"
+            )
+        if at:
+            if not port_text.isdigit():
+                raise UsageError(f"bad --upstream {spec!r}: the listen port after '@' is not a number")
+            listen_port = int(port_text)
+        else:
+            listen_port = next_port
+        next_port = listen_port + 1
+        region = regions[i] if regions else (routes.region_of_host(parts.hostname) or routes.OTHER)
+        upstreams.append(
+            Upstream(f"{parts.scheme}://{parts.netloc}", parts.hostname, port, listen_port, region)
+        )
+    ports = [u.listen_port for u in upstreams]
+    if len(set(ports)) != len(ports):
+        raise UsageError(f"two upstreams share a listen port ({', '.join(map(str, ports))})")
+    return upstreams
+
+
+def _check_port(host: str, port: int, what: str) -> None:
+    if not 0 < port < 65536:
+        raise UsageError(f"{what} port {port} is not between 1 and 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise UsageError(f"{what} address {host!r} is not a local address") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise RuntimeError(f"{what} port {host}:{port} is already in use") from None
+            raise RuntimeError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from None
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate the arguments and turn them into mitmproxy options."""
+    urls = args.upstream or _env_list("UPSTREAM") or [DEFAULT_UPSTREAM]
+    regions = args.region or _env_list("REGION") or []
+    upstreams = parse_upstreams(urls, regions, args.listen_port)
+    try:
+        parse_buckets(args.latency_buckets)
+        parse_region_map([f"{u.host}:{u.port}={u.region}" for u in upstreams])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.body_limit < 1:
+        raise UsageError("--body-limit must be at least 1 byte")
+    if args.code_cap < 0:
+        raise UsageError("--code-cap must be 0 or more")
+    if args.upstream_timeout < 0:
+        raise UsageError("--upstream-timeout must be 0 (off) or more seconds")
+    for path, flag in ((args.upstream_ca, "--upstream-ca"), (args.metrics_web_config, "--metrics-web-config")):
+        if path and not Path(path).expanduser().is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+
+    settings: dict[str, Any] = {
+        "listen_host": args.listen_host,
+        "connection_strategy": "lazy",  # so a refused upstream gets the client a 502
+        "termlog_verbosity": args.log_level,
+        "confdir": args.confdir,
+        "ssl_insecure": args.ssl_insecure,
+        "sinch_metrics_host": args.metrics_host,
+        "sinch_metrics_port": args.metrics_port,
+        "sinch_metrics_web_config": args.metrics_web_config,
+        "sinch_body_limit": args.body_limit,
+        "sinch_code_cap": args.code_cap,
+        "sinch_latency_buckets": args.latency_buckets,
+        "sinch_upstream_timeout": args.upstream_timeout,
+    }
+    if args.upstream_ca:
+        settings["ssl_verify_upstream_trusted_ca"] = str(Path(args.upstream_ca).expanduser())
+    if args.mode == "forward":
+        settings["mode"] = [f"regular@{args.listen_port}"]
+        settings["allow_hosts"] = [args.forward_hosts]  # everything else: not decrypted
+        settings["sinch_hosts"] = args.forward_hosts
+        listeners = [args.listen_port]
+    else:
+        settings["mode"] = [f"reverse:{u.url}@{u.listen_port}" for u in upstreams]
+        settings["sinch_regions"] = [f"{u.host}:{u.port}={u.region}" for u in upstreams]
+        listeners = [u.listen_port for u in upstreams]
+    for port in listeners:
+        _check_port(args.listen_host, port, "proxy")
+    if args.metrics_port:
+        _check_port(args.metrics_host, args.metrics_port, "metrics")
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line error
+        return int(exc.code or 0)
+    if args.print_addon_path:
+        print(Path(__file__).with_name("mitmproxy_script.py"))
+        return 0
+    try:
+        settings = settings_from(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+    from sinch_sms_exporter import proxy  # imported late: --help stays fast
+
+    try:
+        proxy.serve(settings)
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:  # mitmproxy's errorcheck: startup errors were already printed
+        return int(exc.code or 0)
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

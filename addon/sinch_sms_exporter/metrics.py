@@ -1,0 +1,188 @@
+"""Metric definitions on one private registry, and the cardinality guards.
+
+Records Outcomes; knows nothing of mitmproxy flows. The registry is private to each
+Metrics instance (never prometheus_client's global REGISTRY): mitmproxy re-imports a `-s`
+script on reload, and the global registry would then raise "Duplicated timeseries".
+
+Hot path: `record_response` is one dict lookup on a tuple key plus a counter increment
+and a histogram observation on cached label children.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from sinch_sms_exporter import catalog
+from sinch_sms_exporter.classify import NO_CODE, OTHER, Outcome
+
+#: Latency buckets (seconds) for an HTTPS API that usually answers in 50-500 ms: dense
+#: between 25 ms and 1 s where the SLO decisions are made, sparse tails to 30 s for timeouts.
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75,
+    1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+#: Default cap on distinct codes outside the catalog (Sinch adds codes over time).
+DEFAULT_CODE_CAP = 50
+#: Cap on distinct regions (forward mode derives them from host names).
+REGION_CAP = 16
+#: Regions Sinch serves the SMS API from; always kept.
+KNOWN_REGIONS = frozenset(("us", "eu", "au", "br", "ca"))
+
+#: Bounded `reason` values of sinch_sms_upstream_errors_total.
+UPSTREAM_ERROR_REASONS: tuple[str, ...] = (
+    "connect",  # TCP connect failed (refused, unreachable)
+    "dns",  # the upstream host name did not resolve
+    "timeout",  # no answer within the upstream timeout
+    "tls",  # TLS handshake with the upstream failed (certificate, protocol)
+    "closed",  # the upstream closed or reset the connection before the answer was complete
+    "protocol",  # the upstream answered something that is not valid HTTP
+    "other",
+)
+
+_STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+def status_class(status: int) -> str:
+    return _STATUS_CLASSES.get(status // 100, "other")
+
+
+class BoundedLabel:
+    """Keeps label values from an open set bounded: `keep` values always pass, up to `cap`
+    further distinct values pass verbatim, everything after that becomes `other`."""
+
+    def __init__(self, name: str, keep: Iterable[str], cap: int) -> None:
+        self.name = name
+        self.keep = frozenset(keep)
+        self.cap = cap
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.keep or value in self.seen:
+            return value
+        if len(self.seen) < self.cap:
+            self.seen.add(value)
+            return value
+        return OTHER
+
+
+def parse_buckets(spec: str) -> tuple[float, ...]:
+    """'0.05,0.1,0.5' → (0.05, 0.1, 0.5); raises ValueError with a readable message."""
+    try:
+        buckets = tuple(float(b) for b in spec.split(",") if b.strip())
+    except ValueError:
+        raise ValueError(f"latency buckets must be comma-separated seconds, got {spec!r}") from None
+    if not buckets:
+        raise ValueError("latency buckets must not be empty")
+    if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
+        raise ValueError(f"latency buckets must be positive and strictly increasing, got {spec!r}")
+    return buckets
+
+
+class Metrics:
+    """Every metric of the contract, defined once, on one registry."""
+
+    def __init__(
+        self,
+        *,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        code_cap: int = DEFAULT_CODE_CAP,
+        regions: Iterable[str] = (),
+        version: str = "unknown",
+        mitmproxy_version: str = "unknown",
+    ) -> None:
+        # `_created` series double the exposition and nothing here reads them.
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        route = ("region", "endpoint", "method")
+        self.responses = Counter(
+            "sinch_sms_responses",
+            "Answers of the Sinch SMS API by HTTP status and JSON error code "
+            '(code="" when the answer carried none).',
+            (*route, "status", "code"),
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "sinch_sms_request_duration_seconds",
+            "Time from the request reaching the proxy to the end of the upstream answer.",
+            (*route, "status_class"),
+            buckets=tuple(buckets),
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "sinch_sms_upstream_errors",
+            "Requests that got no complete answer from the Sinch SMS API, by reason; "
+            "the client got a 502 instead.",
+            (*route, "reason"),
+            registry=self.registry,
+        )
+        self.client_aborts = Counter(
+            "sinch_sms_client_aborts",
+            "Requests the client abandoned (disconnected) before the upstream answered.",
+            route,
+            registry=self.registry,
+        )
+        self.label_overflow = Counter(
+            "sinch_sms_exporter_label_overflow",
+            "Label values replaced by 'other' because their label reached its cap of "
+            "distinct values.",
+            ("label",),
+            registry=self.registry,
+        )
+        build_info = Gauge(
+            "sinch_sms_exporter_build_info",
+            "Always 1; the labels give the exporter and mitmproxy versions.",
+            ("version", "mitmproxy_version", "python_version"),
+            registry=self.registry,
+        )
+        build_info.labels(version, mitmproxy_version, platform.python_version()).set(1)
+
+        self.codes = BoundedLabel("code", (*catalog.CODES, NO_CODE, OTHER), code_cap)
+        self.regions = BoundedLabel("region", (*KNOWN_REGIONS, *regions, OTHER), REGION_CAP)
+        for label in ("code", "region"):
+            self.label_overflow.labels(label)
+        self._response_children: dict[tuple, tuple] = {}
+
+    def _guard(self, guard: BoundedLabel, value: str) -> str:
+        bounded = guard(value)
+        if bounded != value:
+            self.label_overflow.labels(guard.name).inc()
+        return bounded
+
+    def record_response(self, outcome: Outcome) -> None:
+        """Count one upstream answer and observe its latency."""
+        children = self._response_children.get(outcome[:5])
+        if children is None:
+            children = self._children_for(outcome)
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(outcome.duration)
+
+    def _children_for(self, outcome: Outcome) -> tuple:
+        """Label children for a (region, endpoint, method, status, code) not yet cached.
+
+        Guards run here, once per new key. A key is cached only when the guards let its
+        values through unchanged, so the cache is as bounded as the labels themselves: a
+        novel code past the cap is guarded (and counted as overflow) on every answer.
+        """
+        region = self._guard(self.regions, outcome.region)
+        code = self._guard(self.codes, outcome.code)
+        route = (region, outcome.endpoint, outcome.method)
+        children = (
+            self.responses.labels(*route, str(outcome.status), code),
+            self.duration.labels(*route, status_class(outcome.status)),
+        )
+        if region == outcome.region and code == outcome.code:
+            self._response_children[outcome[:5]] = children
+        return children
+
+    def record_upstream_error(self, region: str, endpoint: str, method: str, reason: str) -> None:
+        if reason not in UPSTREAM_ERROR_REASONS:
+            reason = OTHER
+        self.upstream_errors.labels(self._guard(self.regions, region), endpoint, method, reason).inc()
+
+    def record_client_abort(self, region: str, endpoint: str, method: str) -> None:
+        self.client_aborts.labels(self._guard(self.regions, region), endpoint, method).inc()

@@ -1,0 +1,104 @@
+"""Request path → endpoint template; upstream host → region; method → bounded label.
+
+Labels must never carry ids, phone numbers or the service plan id, and must stay few:
+every function here maps unbounded input onto a small, fixed set of values.
+Pure functions, no mitmproxy or prometheus_client imports.
+"""
+
+from __future__ import annotations
+
+import re
+
+OTHER = "other"
+
+#: Every endpoint of the Sinch SMS REST API under /xms/v1/{service_plan_id}/ (the metric contract).
+ENDPOINT_TEMPLATES: tuple[str, ...] = (
+    "batches",
+    "batches/dry_run",
+    "batches/{batch_id}",
+    "batches/{batch_id}/delivery_feedback",
+    "batches/{batch_id}/delivery_report",
+    "batches/{batch_id}/delivery_report/{recipient}",
+    "delivery_reports",
+    "groups",
+    "groups/{group_id}",
+    "groups/{group_id}/members",
+    "inbounds",
+    "inbounds/{inbound_id}",
+)
+
+#: Every value the `endpoint` label can take.
+ENDPOINT_LABELS: frozenset[str] = frozenset((*ENDPOINT_TEMPLATES, OTHER))
+
+#: Methods kept verbatim in the `method` label; anything else is `other`.
+KNOWN_METHODS: frozenset[str] = frozenset(
+    ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+)
+
+#: The Sinch SMS API's regional hosts, e.g. `eu.sms.api.sinch.com` → `eu`.
+SINCH_HOST_RE = re.compile(r"^(?:(?P<region>[a-z0-9-]{1,32})\.)?sms\.api\.sinch\.com$")
+
+
+def _compile(templates: tuple[str, ...]) -> dict[tuple[int, str], list[tuple[tuple[str | None, ...], str]]]:
+    """Index templates by (segment count, first segment); literal-rich templates first.
+
+    A segment of None is a placeholder (`{batch_id}`): it matches any non-empty segment.
+    Sorting by the number of placeholders makes `batches/dry_run` win over `batches/{batch_id}`.
+    """
+    index: dict[tuple[int, str], list[tuple[tuple[str | None, ...], str]]] = {}
+    for template in templates:
+        segments = tuple(None if s.startswith("{") else s for s in template.split("/"))
+        index.setdefault((len(segments), template.split("/")[0]), []).append((segments, template))
+    for candidates in index.values():
+        candidates.sort(key=lambda c: sum(s is None for s in c[0]))
+    return index
+
+
+_INDEX = _compile(ENDPOINT_TEMPLATES)
+
+
+def endpoint_of(path: str) -> str:
+    """Map a request path (`/xms/v1/{plan}/batches/01FC…?x=y`) to its endpoint template.
+
+    Only `/xms/v1/{service_plan_id}/…` paths of the contract's endpoints are recognised;
+    the plan id and every id segment are dropped. One trailing slash is tolerated.
+    Anything else is `other`.
+    """
+    query = path.find("?")
+    if query >= 0:
+        path = path[:query]
+    parts = path.split("/")
+    # ["", "xms", "v1", plan, *rest]
+    if len(parts) < 5 or parts[0] or parts[1] != "xms" or parts[2] != "v1" or not parts[3]:
+        return OTHER
+    rest = parts[4:]
+    if len(rest) > 1 and not rest[-1]:
+        rest.pop()
+    candidates = _INDEX.get((len(rest), rest[0]))
+    if candidates is None or not all(rest):
+        return OTHER
+    for segments, template in candidates:
+        for want, got in zip(segments, rest):
+            if want is not None and want != got:
+                break
+        else:
+            return template
+    return OTHER
+
+
+def method_label(method: str) -> str:
+    """The HTTP method if it is a standard one, else `other` (methods are client-controlled)."""
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def region_of_host(host: str) -> str | None:
+    """`eu.sms.api.sinch.com` → `eu`; `sms.api.sinch.com` → `us`; other hosts → None."""
+    match = SINCH_HOST_RE.match(host.lower())
+    if match is None:
+        return None
+    return match.group("region") or "us"
+
+
+def is_sinch_host(host: str) -> bool:
+    """Whether a host is one of Sinch's SMS API hosts (forward mode counts only these)."""
+    return SINCH_HOST_RE.match(host.lower()) is not None

@@ -1,0 +1,354 @@
+"""A Sinch SMS REST API simulator: the catalog's answers, and the faults of a real network.
+
+It speaks the API's shape for the endpoints of the metric contract and answers every
+status and code of the catalog with the documented bodies ({"code","text"} JSON for
+400/403, no body for 404, …). The demo, the tests and the benchmarks put it behind the
+proxy; it shares only the catalog with the product, it is not a mock of the proxy.
+
+What it answers is chosen, in this order, by
+1. the request header `X-Sinch-Sim: ANSWER` or the query parameter `sim=ANSWER` (tests);
+2. a weighted scenario (`--scenario demo`, for the demo and benchmarks);
+3. the realistic success of the endpoint (201 for POST /batches, 200 for GET, …).
+
+ANSWER is a status (`429`), a status and code (`403:blocked_account`), a code alone
+(`blocked_account`), or one of: `ok`, `big` (a 2 MiB success list), `novel:CODE`
+(a 400 with a code outside the catalog), `garbage` (a 403 whose body is not JSON), and the
+faults `drop` (close without answering), `reset` (TCP RST), `cut` (headers and half the
+body, then close), `hang` (never answer), `slow:SECONDS` (answer late). Modifiers go first:
+`gzip:`, `br:`, `zstd:`, `deflate:` (encode the body), `chunked:` (no Content-Length),
+e.g. `gzip:chunked:403:missing_callback_url`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gzip
+import json
+import random
+import signal
+import socket
+import ssl
+import struct
+import sys
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+import brotli
+import zstandard
+
+from sinch_sms_exporter import catalog, routes
+
+FAULTS = ("drop", "reset", "cut", "hang")
+ENCODINGS = ("gzip", "br", "zstd", "deflate")
+#: The demo's answer weights: mostly success, every catalog answer now and then, a few faults.
+DEMO_SCENARIO: dict[str, float] = {
+    "ok": 80.0,
+    **{f"{c.status}:{c.code}": 1.0 for c in catalog.CODES.values()},
+    "403:blocked_account": 0.3,
+    "401": 1.0,
+    "404": 2.0,
+    "405": 0.5,
+    "415": 0.5,
+    "429": 3.0,
+    "500": 1.0,
+    "503": 1.0,
+    "gzip:400:syntax_invalid_parameter_format": 0.5,
+    "slow:0.8": 0.5,
+    "drop": 0.3,
+}
+#: Every answer of the catalog once (for exhaustive tests and the demo's first round).
+CATALOG_ANSWERS: tuple[str, ...] = (
+    "ok",
+    *(f"{c.status}:{c.code}" for c in catalog.CODES.values()),
+    *(str(s.status) for s in catalog.STATUSES.values() if s.body != "json_code" and s.status >= 400),
+)
+SCENARIOS = {"demo": DEMO_SCENARIO, "success": {"ok": 1.0}, "blocked": {"403:blocked_account": 1.0}}
+
+
+class BadAnswer(ValueError):
+    pass
+
+
+@dataclass
+class Answer:
+    """What to send back: a status, headers, a body, or a fault."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = "application/json"
+    encoding: str | None = None
+    chunked: bool = False
+    fault: str | None = None
+    delay: float = 0.0
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _error_json(code: str, text: str) -> bytes:
+    return json.dumps({"code": code, "text": text}).encode()
+
+
+def _success(method: str, endpoint: str) -> tuple[int, bytes]:
+    """A realistic success body for an endpoint (ids and numbers are fake)."""
+    batch = {
+        "id": "01FC66621XXXXX119Z8PMV1QPQ",
+        "to": ["15551231234"],
+        "from": "12345",
+        "body": "Hello",
+        "type": "mt_text",
+        "canceled": False,
+        "created_at": "2026-11-23T10:00:00.000Z",
+        "modified_at": "2026-11-23T10:00:00.000Z",
+    }
+    if method == "POST" and endpoint in ("batches", "groups"):
+        return 201, json.dumps(batch).encode()
+    if endpoint in ("batches", "groups", "inbounds", "delivery_reports") and method == "GET":
+        key = {"delivery_reports": "delivery_reports", "inbounds": "inbounds"}.get(endpoint, endpoint)
+        return 200, json.dumps({"count": 1, "page": 0, "page_size": 30, key: [batch]}).encode()
+    if endpoint == "batches/dry_run":
+        return 200, json.dumps({"number_of_recipients": 1, "number_of_messages": 1}).encode()
+    return 200, json.dumps(batch).encode()
+
+
+def parse_answer(spec: str, method: str = "GET", endpoint: str = "batches") -> Answer:
+    """Turn an ANSWER spec into an Answer; BadAnswer with a readable message if unknown."""
+    answer = Answer()
+    parts = spec.strip().split(":")
+    while parts and parts[0] in (*ENCODINGS, "chunked"):
+        head = parts.pop(0)
+        if head == "chunked":
+            answer.chunked = True
+        else:
+            answer.encoding = head
+    if not parts or not parts[0]:
+        raise BadAnswer(f"empty answer in {spec!r}")
+    head, rest = parts[0], parts[1:]
+    if head in FAULTS:
+        answer.fault = head
+        answer.status, answer.body = _success(method, endpoint)
+    elif head == "slow":
+        try:
+            answer.delay = float(rest[0])
+        except (IndexError, ValueError):
+            raise BadAnswer(f"slow needs seconds, e.g. slow:0.5 (got {spec!r})") from None
+        answer.status, answer.body = _success(method, endpoint)
+    elif head == "ok":
+        answer.status, answer.body = _success(method, endpoint)
+    elif head == "big":
+        item = {"id": "01FC66621XXXXX119Z8PMV1QPQ", "to": ["15551231234"], "body": "x" * 200}
+        answer.body = json.dumps({"count": 8000, "batches": [item] * 8000}).encode()
+    elif head == "novel":
+        if not rest:
+            raise BadAnswer("novel needs a code, e.g. novel:quota_exceeded")
+        answer.status, answer.body = 400, _error_json(":".join(rest), "A code the catalog does not know.")
+    elif head == "garbage":
+        answer.status, answer.body, answer.content_type = 403, b"<html>Forbidden</html>", "text/html"
+    elif head in catalog.CODES:
+        info = catalog.CODES[head]
+        answer.status, answer.body = info.status, _error_json(info.code, info.text)
+    elif head.isdigit():
+        answer.status = int(head)
+        info = catalog.STATUSES.get(answer.status)
+        if rest:
+            code = rest[0]
+            known = catalog.CODES.get(code)
+            answer.body = _error_json(code, known.text if known else "Simulated error.")
+        elif info is not None and info.body == "resource":
+            answer.body = _success(method, endpoint)[1]
+        elif info is not None and info.body == "none" or answer.status in (204, 304):
+            answer.body, answer.content_type = b"", None
+        else:
+            phrase = HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else ""
+            answer.body, answer.content_type = f"{answer.status} {phrase}\n".encode(), "text/plain"
+        if answer.status == 429:
+            answer.headers.append(("Retry-After", "1"))
+        if answer.status == 401:
+            answer.headers.append(("WWW-Authenticate", 'Bearer realm="sinch"'))
+    else:
+        raise BadAnswer(f"unknown answer {spec!r} (see `sinch-sms-simulator --help`)")
+    if not 100 <= answer.status <= 999:
+        raise BadAnswer(f"status {answer.status} is not an HTTP status")
+    return answer
+
+
+def _encode(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(body)
+    if encoding == "br":
+        return brotli.compress(body)
+    if encoding == "zstd":
+        return zstandard.ZstdCompressor().compress(body)
+    return zlib.compress(body)  # deflate
+
+
+class Simulator:
+    """An asyncio HTTP/1.1 server (keep-alive, optional TLS) answering like the Sinch SMS API."""
+
+    def __init__(self, scenario: dict[str, float] | None = None, seed: int | None = None) -> None:
+        self.scenario = scenario
+        self.random = random.Random(seed)
+        if scenario:
+            self._choices = list(scenario)
+            self._weights = list(scenario.values())
+        self.served = 0
+
+    def choose(self, request_spec: str | None) -> str | None:
+        if request_spec:
+            return request_spec
+        if self.scenario:
+            return self.random.choices(self._choices, self._weights)[0]
+        return None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await self._one_request(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            method, target, version = lines[0].split(" ", 2)
+        except ValueError:
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return False
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0") or 0)
+        if length:
+            await reader.readexactly(length)
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            await _read_chunked(reader)
+
+        url = urlsplit(target)
+        spec = headers.get("x-sinch-sim") or (parse_qs(url.query).get("sim") or [None])[0]
+        endpoint = routes.endpoint_of(url.path)
+        chosen = self.choose(spec)
+        try:
+            if chosen is not None:
+                answer = parse_answer(chosen, method, endpoint)
+            elif endpoint == routes.OTHER:
+                answer = parse_answer("404")
+            else:
+                answer = parse_answer("ok", method, endpoint)
+        except BadAnswer as exc:
+            answer = Answer(status=599, body=f"simulator: {exc}\n".encode(), content_type="text/plain")
+        self.served += 1
+        keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+        return await self._send(writer, answer, keep_alive, head_only=method == "HEAD")
+
+    async def _send(self, writer: asyncio.StreamWriter, answer: Answer, keep_alive: bool, head_only: bool) -> bool:
+        if answer.delay:
+            await asyncio.sleep(answer.delay)
+        if answer.fault == "hang":
+            await asyncio.Event().wait()
+        if answer.fault == "drop":
+            return False
+        if answer.fault == "reset":
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
+        body = answer.body
+        headers = [("Date", formatdate(usegmt=True)), ("Server", "sinch-sms-simulator")]
+        if answer.content_type and body:
+            headers.append(("Content-Type", answer.content_type))
+        if answer.encoding and body:
+            body = _encode(body, answer.encoding)
+            headers.append(("Content-Encoding", answer.encoding))
+        headers.extend(answer.headers)
+        if answer.fault == "cut":
+            headers.append(("Content-Length", str(len(body) + 100)))
+        elif answer.chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+        else:
+            headers.append(("Content-Length", str(len(body))))
+        if not keep_alive:
+            headers.append(("Connection", "close"))
+        phrase = HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else "Unknown"
+        out = [f"HTTP/1.1 {answer.status} {phrase}\r\n".encode()]
+        out += [f"{k}: {v}\r\n".encode() for k, v in headers]
+        out.append(b"\r\n")
+        if head_only:
+            pass
+        elif answer.fault == "cut":
+            out.append(body[: len(body) // 2])
+        elif answer.chunked:
+            for start in range(0, len(body), 4096):
+                piece = body[start : start + 4096]
+                out.append(b"%x\r\n%s\r\n" % (len(piece), piece))
+            out.append(b"0\r\n\r\n")
+        else:
+            out.append(body)
+        writer.write(b"".join(out))
+        await writer.drain()
+        return keep_alive and answer.fault != "cut"
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> None:
+    while True:
+        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            await reader.readline()
+            return
+        await reader.readexactly(size + 2)
+
+
+async def serve(host: str, port: int, simulator: Simulator, tls: ssl.SSLContext | None = None) -> None:
+    server = await asyncio.start_server(simulator.handle, host, port, ssl=tls, backlog=1024)
+    bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
+    print(f"sinch-sms-simulator listening on {bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sinch-sms-simulator",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9800)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), help="weighted answers for unscripted requests")
+    parser.add_argument("--seed", type=int, help="random seed of the scenario (repeatable runs)")
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (and --tls-key)")
+    parser.add_argument("--tls-key", metavar="PEM")
+    args = parser.parse_args(argv)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"sinch-sms-simulator: error: cannot load the TLS certificate: {exc}", file=sys.stderr)
+            return 2
+    simulator = Simulator(SCENARIOS.get(args.scenario) if args.scenario else None, args.seed)
+    try:
+        asyncio.run(serve(args.host, args.port, simulator, tls))
+    except OSError as exc:
+        print(f"sinch-sms-simulator: error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Why a flow got no complete upstream answer: a bounded `reason`, or None for client aborts.
+
+mitmproxy reports failures as free-text messages (`flow.error.msg`) that differ between
+its versions and the OS; the connection timestamps say how far the upstream connection
+got, which is the sturdier signal. Messages refine it where they are unambiguous.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+_DNS_HINTS = (
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+    "no address associated",
+    "getaddrinfo",
+    "name resolution",
+)
+_CLIENT_HINTS = ("client disconnected", "client closed")
+# "HTTP/1 protocol error: peer closed connection without sending complete message body"
+# is a cut, not a protocol violation: closing hints are checked first.
+_CLOSED_HINTS = ("closed", "reset", "disconnected", "eof", "broken pipe")
+_PROTOCOL_HINTS = ("protocol error", "invalid", "malformed", "refusing to prevent request smuggling")
+
+
+def upstream_error_reason(flow: http.HTTPFlow) -> str | None:
+    """connect, dns, tls, closed, protocol or other; None when the client went away first."""
+    message = (flow.error.msg if flow.error else "").lower()
+    server = flow.server_conn
+    if any(hint in message for hint in _CLIENT_HINTS) or message == "killed":
+        return None
+    if server.timestamp_tcp_setup is None:
+        if any(hint in message for hint in _DNS_HINTS):
+            return "dns"
+        return "connect"
+    if server.tls and server.timestamp_tls_setup is None:
+        return "tls"
+    if "tls" in message or "certificate" in message or "ssl" in message:
+        return "tls"
+    if any(hint in message for hint in _CLOSED_HINTS):
+        return "closed"
+    if any(hint in message for hint in _PROTOCOL_HINTS):
+        return "protocol"
+    return "closed"
