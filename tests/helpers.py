@@ -1,0 +1,144 @@
+"""Shared helpers for the end-to-end tests: real processes on loopback, real scrapes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PROXY = str(BIN / "sinch-sms-proxy")
+SIMULATOR = str(BIN / "sinch-sms-simulator")
+PLAN = "/xms/v1/TESTPLAN123"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+@dataclass
+class Process:
+    """A started process whose stdout+stderr go to a log file (read with .log())."""
+
+    popen: subprocess.Popen
+    log_path: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def start(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> Process:
+    log = open(log_path, "wb")  # noqa: SIM115 - closed when the process object goes
+    popen = subprocess.Popen(
+        list(argv), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO
+    )
+    return Process(popen, log_path)
+
+
+def start_simulator(tmp: Path, *args: str, port: int | None = None) -> Process:
+    port = port or free_port()
+    proc = start([SIMULATOR, "--port", str(port), *args], tmp / f"simulator-{port}.log")
+    wait_for_port(port, proc=proc.popen)
+    proc.ports["http"] = port
+    return proc
+
+
+def start_proxy(tmp: Path, upstream: str, *args: str, region: str | None = "us", env: dict[str, str] | None = None) -> Process:
+    """Start sinch-sms-proxy in front of `upstream`; wait until both its ports answer."""
+    listen, metrics = free_port(), free_port()
+    argv = [PROXY, "--upstream", upstream, "--listen-port", str(listen), "--metrics-port", str(metrics),
+            "--metrics-host", "127.0.0.1", "--confdir", str(tmp / "mitmproxy"), *args]  # fmt: skip
+    if region:
+        argv += ["--region", region]
+    proc = start(argv, tmp / f"proxy-{listen}.log", env)
+    wait_for_port(listen, proc=proc.popen)
+    wait_for_port(metrics, proc=proc.popen)
+    proc.ports.update(listen=listen, metrics=metrics)
+    return proc
+
+
+@contextlib.contextmanager
+def running(proc: Process) -> Iterator[Process]:
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request; returns (status, headers, body) for every status, errors included."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def scrape(metrics_port: int, host: str = "127.0.0.1") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Scrape /metrics and parse it with prometheus_client's own parser.
+
+    Returns {(sample name, sorted label items): value}.
+    """
+    text = urllib.request.urlopen(f"http://{host}:{metrics_port}/metrics", timeout=10).read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    return sum(
+        value
+        for (sample, items), value in samples.items()
+        if sample == name and all(dict(items).get(k) == v for k, v in labels.items())
+    )
+
+
+def promtool() -> str | None:
+    return shutil.which("promtool")
+
+
+def prometheus() -> str | None:
+    return shutil.which("prometheus")
