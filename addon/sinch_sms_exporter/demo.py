@@ -1,0 +1,147 @@
+"""`make demo`: the proxy in front of the Sinch simulator, with realistic traffic through it.
+
+Starts `sinch-sms-simulator --scenario demo` and `sinch-sms-proxy` as real processes, sends
+one request for every answer of the catalog (so every code shows up at once), then a steady
+mix of traffic, and prints where to look and a summary of /metrics every few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from sinch_sms_exporter import simulator, traffic
+
+
+def _wait_for(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], what: str) -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen(argv)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def summary(metrics_url: str) -> str:
+    """One line per (status, code) of sinch_sms_responses_total, plus upstream errors."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    by_answer: dict[tuple[str, str], float] = {}
+    errors: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "sinch_sms_responses_total":
+                key = (s.labels["status"], s.labels["code"])
+                by_answer[key] = by_answer.get(key, 0) + s.value
+            elif s.name == "sinch_sms_upstream_errors_total":
+                errors[s.labels["reason"]] = errors.get(s.labels["reason"], 0) + s.value
+    lines = [
+        f"  {status} {code or '(no code)':<34} {count:>7.0f}"
+        for (status, code), count in sorted(by_answer.items())
+    ]
+    lines += [f"  upstream error {reason:<25} {count:>7.0f}" for reason, count in sorted(errors.items())]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--listen-port", type=int, default=8080)
+    parser.add_argument("--metrics-port", type=int, default=19880)
+    parser.add_argument("--simulator-port", type=int, default=9800)
+    parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
+    args = parser.parse_args(argv)
+
+    proxy_url = f"http://127.0.0.1:{args.listen_port}"
+    metrics_url = f"http://127.0.0.1:{args.metrics_port}/metrics"
+    python = sys.executable
+    try:
+        with (
+            _process(
+                [
+                    python,
+                    "-m",
+                    "sinch_sms_exporter.simulator",
+                    "--port",
+                    str(args.simulator_port),
+                    "--scenario",
+                    "demo",
+                ],
+                "simulator",
+            ) as sim,  # fmt: skip
+            _process(
+                [
+                    python,
+                    "-m",
+                    "sinch_sms_exporter.cli",
+                    "--upstream",
+                    f"http://127.0.0.1:{args.simulator_port}",
+                    "--region",
+                    "us",
+                    "--listen-port",
+                    str(args.listen_port),
+                    "--metrics-port",
+                    str(args.metrics_port),
+                    "--upstream-timeout",
+                    "10",
+                ],
+                "proxy",
+            ) as proxy,  # fmt: skip
+        ):
+            _wait_for(args.simulator_port, sim, "the simulator")
+            _wait_for(args.listen_port, proxy, "the proxy")
+            _wait_for(args.metrics_port, proxy, "the proxy's metrics endpoint")
+            for answer in simulator.CATALOG_ANSWERS:  # every catalog answer once, right away
+                traffic.send_one(proxy_url, "DEMOPLAN0123456789", answer)
+            print(
+                f"\nDemo running. The proxy: {proxy_url} (upstream: the simulator on :{args.simulator_port})\n"
+                f"  metrics:   curl -s {metrics_url} | grep ^sinch_sms\n"
+                f"  try:       curl -si -H 'X-Sinch-Sim: 403:blocked_account' {proxy_url}/xms/v1/PLAN/batches\n"
+                f"  Prometheus: scrape 127.0.0.1:{args.metrics_port}; load prometheus/alerts.yml; import dashboards/\n"
+                "Ctrl-C stops everything.\n",
+                flush=True,
+            )
+            generator = traffic.Generator(proxy_url, "DEMOPLAN0123456789", args.rate, 4, None, None)
+
+            def report(_: dict) -> None:
+                with contextlib.suppress(OSError, urllib.error.URLError):
+                    print(
+                        f"sinch_sms_responses_total by status and code:\n{summary(metrics_url)}\n", flush=True
+                    )
+
+            generator.run(args.duration, 10.0, report)
+            report({})
+    except RuntimeError as exc:
+        print(f"make demo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
