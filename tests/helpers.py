@@ -31,7 +31,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, host: str = "127.0.0.1", timeout: float = 20.0, proc: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -80,7 +82,9 @@ def start_simulator(tmp: Path, *args: str, port: int | None = None) -> Process:
     return proc
 
 
-def start_proxy(tmp: Path, upstream: str, *args: str, region: str | None = "us", env: dict[str, str] | None = None) -> Process:
+def start_proxy(
+    tmp: Path, upstream: str, *args: str, region: str | None = "us", env: dict[str, str] | None = None
+) -> Process:
     """Start sinch-sms-proxy in front of `upstream`; wait until both its ports answer."""
     listen, metrics = free_port(), free_port()
     argv = [PROXY, "--upstream", upstream, "--listen-port", str(listen), "--metrics-port", str(metrics),
@@ -103,7 +107,11 @@ def running(proc: Process) -> Iterator[Process]:
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 10.0
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
 ) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request; returns (status, headers, body) for every status, errors included."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
@@ -114,7 +122,9 @@ def http(
         return exc.code, dict(exc.headers), exc.read()
 
 
-def scrape(metrics_port: int, host: str = "127.0.0.1") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(
+    metrics_port: int, host: str = "127.0.0.1"
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Scrape /metrics and parse it with prometheus_client's own parser.
 
     Returns {(sample name, sorted label items): value}.

@@ -93,8 +93,7 @@ _STATUSES = (
         "Bad Request",
         "The request does not conform to the API: its syntax, a field's format or a constraint "
         "is wrong. The JSON body's `code` says which.",
-        "Look at the `code` (below) and at the `text` field of the answer, which names the "
-        "offending field.",
+        "Look at the `code` (below) and at the `text` field of the answer, which names the offending field.",
         body="json_code",
         alert=ALERT_CLIENT_ERROR_BURST,
     ),
@@ -132,8 +131,7 @@ _STATUSES = (
     StatusInfo(
         405,
         "Method Not Allowed",
-        "The endpoint path is valid but the HTTP method is wrong for it (for example DELETE "
-        "on an inbound).",
+        "The endpoint path is valid but the HTTP method is wrong for it (for example DELETE on an inbound).",
         "Check that the HTTP method matches what the endpoint does.",
         body="text",
         alert=ALERT_CLIENT_ERROR_BURST,
@@ -222,8 +220,7 @@ _CODES = (
     CodeInfo(
         "missing_callback_url",
         403,
-        "A delivery report callback was requested but no callback URL is set: delivery reports "
-        "are lost.",
+        "A delivery report callback was requested but no callback URL is set: delivery reports are lost.",
         "Set a callback URL for the service plan in the Sinch dashboard, or pass `callback_url` "
         "in the request body (it applies to that batch only).",
         "Requesting delivery report without any callback URL.",
@@ -232,8 +229,7 @@ _CODES = (
     CodeInfo(
         "unknown_group",
         403,
-        "A referenced group ID is unknown to the API: the ID is invalid or the group was "
-        "deleted.",
+        "A referenced group ID is unknown to the API: the ID is invalid or the group was deleted.",
         "Check that the group ID in the request belongs to an existing group.",
         "Unknown group.",
         alert=ALERT_CLIENT_ERROR_BURST,

@@ -47,7 +47,7 @@ class BodyTap:
     longer than that.
     """
 
-    __slots__ = ("limit", "prefix", "overflow")
+    __slots__ = ("limit", "overflow", "prefix")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit

@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_upstreams(urls: Sequence[str], regions: Sequence[str], first_port: int) -> list[Upstream]:
     if regions and len(regions) != len(urls):
-        raise UsageError(f"got {len(regions)} --region for {len(urls)} --upstream: give one per upstream, in order")
+        raise UsageError(
+            f"got {len(regions)} --region for {len(urls)} --upstream: give one per upstream, in order"
+        )
     upstreams: list[Upstream] = []
     next_port = first_port
     for i, spec in enumerate(urls):
@@ -124,7 +126,9 @@ def parse_upstreams(urls: Sequence[str], regions: Sequence[str], first_port: int
         except ValueError:
             raise UsageError(f"bad --upstream {spec!r}: the port is not a number") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"bad --upstream {spec!r}: expected http(s)://HOST[:PORT], e.g. {DEFAULT_UPSTREAM}")
+            raise UsageError(
+                f"bad --upstream {spec!r}: expected http(s)://HOST[:PORT], e.g. {DEFAULT_UPSTREAM}"
+            )
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
             raise UsageError(
                 f"bad --upstream {spec!r}: give the base URL only (no path, query or credentials); "
@@ -181,7 +185,10 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--code-cap must be 0 or more")
     if args.upstream_timeout < 0:
         raise UsageError("--upstream-timeout must be 0 (off) or more seconds")
-    for path, flag in ((args.upstream_ca, "--upstream-ca"), (args.metrics_web_config, "--metrics-web-config")):
+    for path, flag in (
+        (args.upstream_ca, "--upstream-ca"),
+        (args.metrics_web_config, "--metrics-web-config"),
+    ):
         if path and not Path(path).expanduser().is_file():
             raise UsageError(f"{flag} {path}: no such file")
 

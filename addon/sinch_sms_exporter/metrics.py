@@ -127,8 +127,7 @@ class Metrics:
         )
         self.label_overflow = Counter(
             "sinch_sms_exporter_label_overflow",
-            "Label values replaced by 'other' because their label reached its cap of "
-            "distinct values.",
+            "Label values replaced by 'other' because their label reached its cap of distinct values.",
             ("label",),
             registry=self.registry,
         )

@@ -31,9 +31,7 @@ ENDPOINT_TEMPLATES: tuple[str, ...] = (
 ENDPOINT_LABELS: frozenset[str] = frozenset((*ENDPOINT_TEMPLATES, OTHER))
 
 #: Methods kept verbatim in the `method` label; anything else is `other`.
-KNOWN_METHODS: frozenset[str] = frozenset(
-    ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-)
+KNOWN_METHODS: frozenset[str] = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
 
 #: The Sinch SMS API's regional hosts, e.g. `eu.sms.api.sinch.com` → `eu`.
 SINCH_HOST_RE = re.compile(r"^(?:(?P<region>[a-z0-9-]{1,32})\.)?sms\.api\.sinch\.com$")
