@@ -122,9 +122,7 @@ def http(
         return exc.code, dict(exc.headers), exc.read()
 
 
-def scrape(
-    metrics_port: int, host: str = "127.0.0.1"
-) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(metrics_port: int, host: str = "127.0.0.1") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Scrape /metrics and parse it with prometheus_client's own parser.
 
     Returns {(sample name, sorted label items): value}.

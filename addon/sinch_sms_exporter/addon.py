@@ -72,7 +72,7 @@ class SinchSmsExporter:
             "9100-9999 range that Prometheus exporters have fully allocated.",
         )  # fmt: skip
         loader.add_option(
-            "sinch_metrics_web_config", Optional[str], None,
+            "sinch_metrics_web_config", Optional[str], None,  # noqa: UP045 - mitmproxy compares types to Optional[str]
             "Path of a Prometheus exporter-toolkit style web config (tls_server_config, "
             "basic_auth_users with bcrypt hashes) that protects /metrics.",
         )  # fmt: skip
@@ -171,9 +171,7 @@ class SinchSmsExporter:
                     self.metrics.registry, ctx.options.sinch_metrics_host, port, self._web_config
                 )
             except OSError as exc:
-                logger.error(
-                    f"cannot serve metrics on {ctx.options.sinch_metrics_host}:{port}: {exc.strerror or exc}"
-                )
+                logger.error(f"cannot serve metrics on {ctx.options.sinch_metrics_host}:{port}: {exc.strerror or exc}")
                 return
             logger.info(f"metrics on {self.server.url}")
 

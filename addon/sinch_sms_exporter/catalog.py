@@ -100,8 +100,7 @@ _STATUSES = (
     StatusInfo(
         401,
         "Unauthorized",
-        "The authentication token is invalid for this service plan, or an OAuth 2.0 access "
-        "token has expired.",
+        "The authentication token is invalid for this service plan, or an OAuth 2.0 access token has expired.",
         "Check in the Sinch Build Dashboard that the token matches the service plan ID (or "
         "project ID) in the URL. With OAuth 2.0, make sure the service refreshes its access "
         "token before it expires.",
@@ -113,8 +112,7 @@ _STATUSES = (
         "Forbidden",
         "The request is valid but cannot be performed, for example because a referenced "
         "resource does not exist or the account is blocked. The JSON body's `code` says why.",
-        "Look at the `code` (below): `blocked_account` needs your account manager, the others "
-        "point at the request.",
+        "Look at the `code` (below): `blocked_account` needs your account manager, the others point at the request.",
         body="json_code",
         alert=ALERT_CLIENT_ERROR_BURST,
     ),
@@ -164,8 +162,7 @@ _STATUSES = (
     StatusInfo(
         503,
         "Service Unavailable",
-        "Sinch cannot perform the request right now, most likely because a required subsystem "
-        "is unavailable.",
+        "Sinch cannot perform the request right now, most likely because a required subsystem is unavailable.",
         "Retry later with backoff and contact your Sinch account manager.",
         body="text",
         alert=ALERT_SERVER_ERROR_SPIKE,
@@ -178,8 +175,7 @@ _CODES = (
         400,
         "The request body does not fulfil all constraints of the API: a required field is "
         "missing, the body is over the maximum length, or the message expires in the past.",
-        "The `text` field of the answer names the constraint; required fields are marked in "
-        "the API reference.",
+        "The `text` field of the answer names the constraint; required fields are marked in the API reference.",
         "Missing required field: to.",
         alert=ALERT_CLIENT_ERROR_BURST,
     ),
@@ -195,8 +191,7 @@ _CODES = (
     CodeInfo(
         "syntax_invalid_parameter_format",
         400,
-        "The format of a field value is invalid, for example a phone number (MSISDN) without "
-        "its country or area code.",
+        "The format of a field value is invalid, for example a phone number (MSISDN) without its country or area code.",
         "The `text` field of the answer names the field; send phone numbers in E.164 format.",
         "Invalid format of parameter: to.",
         alert=ALERT_CLIENT_ERROR_BURST,

@@ -63,59 +63,119 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add(
-        "--upstream", action="append", metavar="URL[@PORT]",
+        "--upstream",
+        action="append",
+        metavar="URL[@PORT]",
         help="Sinch SMS API base URL to proxy (repeat for several regions, each on its own "
         "listener: @PORT, or the next port after --listen-port). "
         f"[env {ENV_PREFIX}UPSTREAM; default {DEFAULT_UPSTREAM}]",
-    )  # fmt: skip
+    )
     add(
-        "--region", action="append", metavar="NAME",
+        "--region",
+        action="append",
+        metavar="NAME",
         help="region label of each --upstream, in the same order (default: from the host, "
         f"{{region}}.sms.api.sinch.com; 'other' for other hosts). [env {ENV_PREFIX}REGION]",
-    )  # fmt: skip
-    add("--listen-host", default=_env("LISTEN_HOST", "127.0.0.1"),
-        help="address the proxy listens on; a sidecar needs only loopback")  # fmt: skip
-    add("--listen-port", type=int, default=_env("LISTEN_PORT", DEFAULT_LISTEN_PORT),
-        help="port of the (first) proxy listener")  # fmt: skip
-    add("--metrics-host", default=_env("METRICS_HOST", "0.0.0.0"),
-        help="address of /metrics (all interfaces: Prometheus scrapes the pod from outside)")  # fmt: skip
-    add("--metrics-port", type=int, default=_env("METRICS_PORT", DEFAULT_METRICS_PORT),
-        help="port of /metrics (outside the 9100-9999 exporter range, which is fully allocated)")  # fmt: skip
-    add("--metrics-web-config", default=_env("METRICS_WEB_CONFIG"), metavar="FILE",
-        help="exporter-toolkit style web config (TLS, basic auth) protecting /metrics")  # fmt: skip
-    add("--mode", choices=("reverse", "forward"), default=_env("MODE", "reverse"),
+    )
+    add(
+        "--listen-host",
+        default=_env("LISTEN_HOST", "127.0.0.1"),
+        help="address the proxy listens on; a sidecar needs only loopback",
+    )
+    add(
+        "--listen-port",
+        type=int,
+        default=_env("LISTEN_PORT", DEFAULT_LISTEN_PORT),
+        help="port of the (first) proxy listener",
+    )
+    add(
+        "--metrics-host",
+        default=_env("METRICS_HOST", "0.0.0.0"),
+        help="address of /metrics (all interfaces: Prometheus scrapes the pod from outside)",
+    )
+    add(
+        "--metrics-port",
+        type=int,
+        default=_env("METRICS_PORT", DEFAULT_METRICS_PORT),
+        help="port of /metrics (outside the 9100-9999 exporter range, which is fully allocated)",
+    )
+    add(
+        "--metrics-web-config",
+        default=_env("METRICS_WEB_CONFIG"),
+        metavar="FILE",
+        help="exporter-toolkit style web config (TLS, basic auth) protecting /metrics",
+    )
+    add(
+        "--mode",
+        choices=("reverse", "forward"),
+        default=_env("MODE", "reverse"),
         help="reverse: the service's base URL points at the proxy; forward: the service uses "
-        "the proxy as HTTPS_PROXY and trusts its CA; only --forward-hosts are decrypted")  # fmt: skip
-    add("--forward-hosts", default=_env("FORWARD_HOSTS", routes.SINCH_HOST_RE.pattern), metavar="REGEX",
-        help="forward mode: hosts that are decrypted and counted; all others pass through untouched")  # fmt: skip
-    add("--upstream-timeout", type=float, default=_env("UPSTREAM_TIMEOUT", DEFAULT_UPSTREAM_TIMEOUT),
+        "the proxy as HTTPS_PROXY and trusts its CA; only --forward-hosts are decrypted",
+    )
+    add(
+        "--forward-hosts",
+        default=_env("FORWARD_HOSTS", routes.SINCH_HOST_RE.pattern),
+        metavar="REGEX",
+        help="forward mode: hosts that are decrypted and counted; all others pass through untouched",
+    )
+    add(
+        "--upstream-timeout",
+        type=float,
+        default=_env("UPSTREAM_TIMEOUT", DEFAULT_UPSTREAM_TIMEOUT),
         metavar="SECONDS",
-        help="time to wait for the upstream's response headers before answering 502 (0: forever)")  # fmt: skip
-    add("--body-limit", type=int, default=_env("BODY_LIMIT", DEFAULT_BODY_LIMIT), metavar="BYTES",
-        help="error bodies larger than this are not parsed for a code (traffic is unaffected)")  # fmt: skip
-    add("--code-cap", type=int, default=_env("CODE_CAP", DEFAULT_CODE_CAP), metavar="N",
-        help="distinct non-catalog error codes kept before the rest become 'other'")  # fmt: skip
-    add("--latency-buckets", default=_env("LATENCY_BUCKETS", ",".join(f"{b:g}" for b in DEFAULT_BUCKETS)),
-        metavar="SECONDS,…", help="histogram buckets of sinch_sms_request_duration_seconds")  # fmt: skip
-    add("--upstream-ca", default=_env("UPSTREAM_CA"), metavar="PEM",
-        help="extra CA bundle trusted for the upstream's certificate")  # fmt: skip
-    add("--ssl-insecure", action="store_true", default=_env("SSL_INSECURE", "") in ("1", "true", "yes"),
-        help="do not verify the upstream's certificate (testing only)")  # fmt: skip
-    add("--confdir", default=_env("CONFDIR", "~/.mitmproxy"),
-        help="mitmproxy's directory (forward mode keeps its CA here)")  # fmt: skip
-    add("--log-level", default=_env("LOG_LEVEL", "info"), choices=("error", "warn", "info", "debug"),
-        help="log verbosity")  # fmt: skip
-    add("--print-addon-path", action="store_true",
-        help="print the path of the addon script for `mitmdump -s` and exit")  # fmt: skip
+        help="time to wait for the upstream's response headers before answering 502 (0: forever)",
+    )
+    add(
+        "--body-limit",
+        type=int,
+        default=_env("BODY_LIMIT", DEFAULT_BODY_LIMIT),
+        metavar="BYTES",
+        help="error bodies larger than this are not parsed for a code (traffic is unaffected)",
+    )
+    add(
+        "--code-cap",
+        type=int,
+        default=_env("CODE_CAP", DEFAULT_CODE_CAP),
+        metavar="N",
+        help="distinct non-catalog error codes kept before the rest become 'other'",
+    )
+    add(
+        "--latency-buckets",
+        default=_env("LATENCY_BUCKETS", ",".join(f"{b:g}" for b in DEFAULT_BUCKETS)),
+        metavar="SECONDS,…",
+        help="histogram buckets of sinch_sms_request_duration_seconds",
+    )
+    add(
+        "--upstream-ca",
+        default=_env("UPSTREAM_CA"),
+        metavar="PEM",
+        help="extra CA bundle trusted for the upstream's certificate",
+    )
+    add(
+        "--ssl-insecure",
+        action="store_true",
+        default=_env("SSL_INSECURE", "") in ("1", "true", "yes"),
+        help="do not verify the upstream's certificate (testing only)",
+    )
+    add(
+        "--confdir",
+        default=_env("CONFDIR", "~/.mitmproxy"),
+        help="mitmproxy's directory (forward mode keeps its CA here)",
+    )
+    add(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=("error", "warn", "info", "debug"),
+        help="log verbosity",
+    )
+    add("--print-addon-path", action="store_true", help="print the path of the addon script for `mitmdump -s` and exit")
     add("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
 
 def parse_upstreams(urls: Sequence[str], regions: Sequence[str], first_port: int) -> list[Upstream]:
     if regions and len(regions) != len(urls):
-        raise UsageError(
-            f"got {len(regions)} --region for {len(urls)} --upstream: give one per upstream, in order"
-        )
+        raise UsageError(f"got {len(regions)} --region for {len(urls)} --upstream: give one per upstream, in order")
     upstreams: list[Upstream] = []
     next_port = first_port
     for i, spec in enumerate(urls):
@@ -126,9 +186,7 @@ def parse_upstreams(urls: Sequence[str], regions: Sequence[str], first_port: int
         except ValueError:
             raise UsageError(f"bad --upstream {spec!r}: the port is not a number") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(
-                f"bad --upstream {spec!r}: expected http(s)://HOST[:PORT], e.g. {DEFAULT_UPSTREAM}"
-            )
+            raise UsageError(f"bad --upstream {spec!r}: expected http(s)://HOST[:PORT], e.g. {DEFAULT_UPSTREAM}")
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
             raise UsageError(
                 f"bad --upstream {spec!r}: give the base URL only (no path, query or credentials); "
@@ -142,9 +200,7 @@ def parse_upstreams(urls: Sequence[str], regions: Sequence[str], first_port: int
             listen_port = next_port
         next_port = listen_port + 1
         region = regions[i] if regions else (routes.region_of_host(parts.hostname) or routes.OTHER)
-        upstreams.append(
-            Upstream(f"{parts.scheme}://{parts.netloc}", parts.hostname, port, listen_port, region)
-        )
+        upstreams.append(Upstream(f"{parts.scheme}://{parts.netloc}", parts.hostname, port, listen_port, region))
     ports = [u.listen_port for u in upstreams]
     if len(set(ports)) != len(ports):
         raise UsageError(f"two upstreams share a listen port ({', '.join(map(str, ports))})")

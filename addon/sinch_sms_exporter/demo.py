@@ -60,8 +60,7 @@ def summary(metrics_url: str) -> str:
             elif s.name == "sinch_sms_upstream_errors_total":
                 errors[s.labels["reason"]] = errors.get(s.labels["reason"], 0) + s.value
     lines = [
-        f"  {status} {code or '(no code)':<34} {count:>7.0f}"
-        for (status, code), count in sorted(by_answer.items())
+        f"  {status} {code or '(no code)':<34} {count:>7.0f}" for (status, code), count in sorted(by_answer.items())
     ]
     lines += [f"  upstream error {reason:<25} {count:>7.0f}" for reason, count in sorted(errors.items())]
     return "\n".join(lines)
@@ -129,9 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             def report(_: dict) -> None:
                 with contextlib.suppress(OSError, urllib.error.URLError):
-                    print(
-                        f"sinch_sms_responses_total by status and code:\n{summary(metrics_url)}\n", flush=True
-                    )
+                    print(f"sinch_sms_responses_total by status and code:\n{summary(metrics_url)}\n", flush=True)
 
             generator.run(args.duration, 10.0, report)
             report({})

@@ -57,16 +57,14 @@ class WebConfig:
             doc = YAML(typ="safe").load(file.read_text()) or {}
         except OSError as exc:
             raise OSError(f"cannot read metrics web config {path}: {exc.strerror}") from None
-        except Exception as exc:  # ruamel's YAMLError and friends
+        except Exception as exc:  # noqa: BLE001 - ruamel's YAMLError and friends
             raise ValueError(f"metrics web config {path} is not valid YAML: {exc}") from None
         if not isinstance(doc, dict) or set(doc) - {
             "tls_server_config",
             "basic_auth_users",
             "http_server_config",
         }:
-            raise ValueError(
-                f"metrics web config {path}: expected the keys tls_server_config and/or basic_auth_users"
-            )
+            raise ValueError(f"metrics web config {path}: expected the keys tls_server_config and/or basic_auth_users")
 
         def resolve(value: Any) -> str | None:
             if value is None:
@@ -79,13 +77,9 @@ class WebConfig:
         tls = doc.get("tls_server_config") or {}
         users = doc.get("basic_auth_users") or {}
         if not isinstance(tls, dict) or not isinstance(users, dict):
-            raise ValueError(
-                f"metrics web config {path}: tls_server_config and basic_auth_users must be maps"
-            )
+            raise ValueError(f"metrics web config {path}: tls_server_config and basic_auth_users must be maps")
         if bool(tls.get("cert_file")) != bool(tls.get("key_file")):
-            raise ValueError(
-                f"metrics web config {path}: tls_server_config needs both cert_file and key_file"
-            )
+            raise ValueError(f"metrics web config {path}: tls_server_config needs both cert_file and key_file")
         auth_type = tls.get("client_auth_type", "NoClientCert")
         if auth_type not in _CLIENT_AUTH:
             raise ValueError(f"metrics web config {path}: unknown client_auth_type {auth_type!r}")
@@ -190,9 +184,7 @@ class _ThreadingServerV6(_ThreadingServer):
 class MetricsServer:
     """A running /metrics endpoint; `stop()` frees its port."""
 
-    def __init__(
-        self, httpd: WSGIServer, thread: threading.Thread, registry: CollectorRegistry, scheme: str
-    ) -> None:
+    def __init__(self, httpd: WSGIServer, thread: threading.Thread, registry: CollectorRegistry, scheme: str) -> None:
         self.httpd = httpd
         self.thread = thread
         self.registry = registry
@@ -200,9 +192,7 @@ class MetricsServer:
         self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
     @classmethod
-    def start(
-        cls, registry: CollectorRegistry, host: str, port: int, config: WebConfig | None
-    ) -> MetricsServer:
+    def start(cls, registry: CollectorRegistry, host: str, port: int, config: WebConfig | None) -> MetricsServer:
         app = _router(make_wsgi_app(registry))
         if config is not None and config.users:
             app = BasicAuth(app, config.users)

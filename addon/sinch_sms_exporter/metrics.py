@@ -100,8 +100,7 @@ class Metrics:
         route = ("region", "endpoint", "method")
         self.responses = Counter(
             "sinch_sms_responses",
-            "Answers of the Sinch SMS API by HTTP status and JSON error code "
-            '(code="" when the answer carried none).',
+            'Answers of the Sinch SMS API by HTTP status and JSON error code (code="" when the answer carried none).',
             (*route, "status", "code"),
             registry=self.registry,
         )
@@ -114,8 +113,7 @@ class Metrics:
         )
         self.upstream_errors = Counter(
             "sinch_sms_upstream_errors",
-            "Requests that got no complete answer from the Sinch SMS API, by reason; "
-            "the client got a 502 instead.",
+            "Requests that got no complete answer from the Sinch SMS API, by reason; the client got a 502 instead.",
             (*route, "reason"),
             registry=self.registry,
         )

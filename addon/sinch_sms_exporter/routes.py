@@ -76,7 +76,7 @@ def endpoint_of(path: str) -> str:
     if candidates is None or not all(rest):
         return OTHER
     for segments, template in candidates:
-        for want, got in zip(segments, rest):
+        for want, got in zip(segments, rest, strict=True):
             if want is not None and want != got:
                 break
         else:

@@ -163,9 +163,7 @@ def parse_answer(spec: str, method: str = "GET", endpoint: str = "batches") -> A
         elif (info is not None and info.body == "none") or answer.status in (204, 304):
             answer.body, answer.content_type = b"", None
         else:
-            phrase = (
-                HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else ""
-            )
+            phrase = HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else ""
             answer.body, answer.content_type = f"{answer.status} {phrase}\n".encode(), "text/plain"
         if answer.status == 429:
             answer.headers.append(("Retry-After", "1"))
@@ -252,9 +250,7 @@ class Simulator:
         keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
         return await self._send(writer, answer, keep_alive, head_only=method == "HEAD")
 
-    async def _send(
-        self, writer: asyncio.StreamWriter, answer: Answer, keep_alive: bool, head_only: bool
-    ) -> bool:
+    async def _send(self, writer: asyncio.StreamWriter, answer: Answer, keep_alive: bool, head_only: bool) -> bool:
         if answer.delay:
             await asyncio.sleep(answer.delay)
         if answer.fault == "hang":
@@ -283,9 +279,7 @@ class Simulator:
             headers.append(("Content-Length", str(len(body))))
         if not keep_alive:
             headers.append(("Connection", "close"))
-        phrase = (
-            HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else "Unknown"
-        )
+        phrase = HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else "Unknown"
         out = [f"HTTP/1.1 {answer.status} {phrase}\r\n".encode()]
         out += [f"{k}: {v}\r\n".encode() for k, v in headers]
         out.append(b"\r\n")
@@ -334,9 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9800)
-    parser.add_argument(
-        "--scenario", choices=sorted(SCENARIOS), help="weighted answers for unscripted requests"
-    )
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), help="weighted answers for unscripted requests")
     parser.add_argument("--seed", type=int, help="random seed of the scenario (repeatable runs)")
     parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (and --tls-key)")
     parser.add_argument("--tls-key", metavar="PEM")

@@ -54,9 +54,7 @@ CALLS: tuple[Call, ...] = (
     Call(3, "GET", lambda r: "batches?page=0"),
     Call(8, "GET", lambda r: f"batches/{r.choice(BATCH_IDS)}/delivery_report?type=summary"),
     Call(3, "GET", lambda r: f"batches/{r.choice(BATCH_IDS)}/delivery_report/{r.choice(PHONES)}"),
-    Call(
-        2, "POST", lambda r: f"batches/{r.choice(BATCH_IDS)}/delivery_feedback", lambda r: {"recipients": []}
-    ),
+    Call(2, "POST", lambda r: f"batches/{r.choice(BATCH_IDS)}/delivery_feedback", lambda r: {"recipients": []}),
     Call(5, "GET", lambda r: "delivery_reports?page_size=30"),
     Call(3, "POST", lambda r: "groups", lambda r: {"name": "customers", "members": [r.choice(PHONES)]}),
     Call(2, "GET", lambda r: f"groups/{r.choice(GROUP_IDS)}"),
@@ -106,9 +104,7 @@ def send_one(target: str, plan: str, sim: str, timeout: float = 35.0) -> str:
 
 
 class Generator:
-    def __init__(
-        self, target: str, plan: str, rate: float, concurrency: int, sim: str | None, seed: int | None
-    ):
+    def __init__(self, target: str, plan: str, rate: float, concurrency: int, sim: str | None, seed: int | None):
         parts = urlsplit(target)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"--target must be http://HOST:PORT, got {target!r}")
@@ -158,9 +154,7 @@ class Generator:
     def run(
         self, duration: float = 0.0, report_every: float = 0.0, report: Callable[[dict], None] | None = None
     ) -> dict:
-        threads = [
-            threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(self.concurrency)
-        ]
+        threads = [threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(self.concurrency)]
         for thread in threads:
             thread.start()
         started = time.monotonic()
@@ -200,9 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: generator.stop.set())
     print(f"sending ~{args.rate:g} req/s to {args.target} (Ctrl-C stops)", flush=True)
     try:
-        final = generator.run(
-            args.duration, args.report_every, lambda t: print(f"answers so far: {t}", flush=True)
-        )
+        final = generator.run(args.duration, args.report_every, lambda t: print(f"answers so far: {t}", flush=True))
     except KeyboardInterrupt:
         generator.stop.set()
         final = generator.tally.snapshot()
