@@ -1,0 +1,90 @@
+"""routes: paths → endpoint templates, hosts → regions, methods → bounded labels."""
+
+import pytest
+
+from sinch_sms_exporter import routes
+
+PLAN = "/xms/v1/a1b2c3d4e5f6"
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        (f"{PLAN}/batches", "batches"),
+        (f"{PLAN}/batches/", "batches"),
+        (f"{PLAN}/batches?page=2&page_size=30", "batches"),
+        (f"{PLAN}/batches/dry_run", "batches/dry_run"),
+        (f"{PLAN}/batches/dry_run?per_recipient=true", "batches/dry_run"),
+        (f"{PLAN}/batches/01FC66621XXXXX119Z8PMV1QPQ", "batches/{batch_id}"),
+        (f"{PLAN}/batches/01FC66621XXXXX119Z8PMV1QPQ/delivery_feedback", "batches/{batch_id}/delivery_feedback"),
+        (f"{PLAN}/batches/01FC66621XXXXX119Z8PMV1QPQ/delivery_report", "batches/{batch_id}/delivery_report"),
+        (
+            f"{PLAN}/batches/01FC66621XXXXX119Z8PMV1QPQ/delivery_report/+15551231234",
+            "batches/{batch_id}/delivery_report/{recipient}",
+        ),
+        (f"{PLAN}/delivery_reports?start_date=2026-01-01", "delivery_reports"),
+        (f"{PLAN}/groups", "groups"),
+        (f"{PLAN}/groups/01FC66621VHDBN119Z8PMV1QPU", "groups/{group_id}"),
+        (f"{PLAN}/groups/01FC66621VHDBN119Z8PMV1QPU/members", "groups/{group_id}/members"),
+        (f"{PLAN}/inbounds", "inbounds"),
+        (f"{PLAN}/inbounds/01FC66621XXXXX119Z8PMV1INB", "inbounds/{inbound_id}"),
+        # Not of the contract: never a raw path.
+        ("/", "other"),
+        ("", "other"),
+        ("/xms/v1/", "other"),
+        ("/xms/v1/plan", "other"),
+        ("/xms/v1//batches", "other"),
+        ("/xms/v2/plan/batches", "other"),
+        ("/foo/xms/v1/plan/batches", "other"),
+        (f"{PLAN}/batches//delivery_report", "other"),
+        (f"{PLAN}/batches/id/delivery_report/+1555/extra", "other"),
+        (f"{PLAN}/batches/id/unknown", "other"),
+        (f"{PLAN}/Batches", "other"),
+        (f"{PLAN}/groups/id/members/+15551231234", "other"),
+        (f"{PLAN}/secret-token-in-path", "other"),
+        (f"{PLAN}/batches/{'x' * 10_000}", "batches/{batch_id}"),
+    ],
+)
+def test_endpoint_templates(path: str, endpoint: str) -> None:
+    assert routes.endpoint_of(path) == endpoint
+
+
+def test_every_template_is_reachable_and_labels_are_bounded() -> None:
+    # Build a concrete path for every template and map it back.
+    for template in routes.ENDPOINT_TEMPLATES:
+        concrete = "/".join("X1" if s.startswith("{") else s for s in template.split("/"))
+        assert routes.endpoint_of(f"{PLAN}/{concrete}") == template
+    assert routes.OTHER in routes.ENDPOINT_LABELS
+    assert len(routes.ENDPOINT_LABELS) == len(routes.ENDPOINT_TEMPLATES) + 1
+
+
+def test_the_plan_id_never_reaches_the_label() -> None:
+    for template in routes.ENDPOINT_LABELS:
+        assert "a1b2c3d4e5f6" not in template
+
+
+@pytest.mark.parametrize(
+    ("host", "region"),
+    [
+        ("us.sms.api.sinch.com", "us"),
+        ("eu.sms.api.sinch.com", "eu"),
+        ("EU.SMS.API.SINCH.COM", "eu"),
+        ("au.sms.api.sinch.com", "au"),
+        ("sms.api.sinch.com", "us"),
+        ("evil.com", None),
+        ("us.sms.api.sinch.com.evil.com", None),
+        ("a.b.sms.api.sinch.com", None),
+        ("127.0.0.1", None),
+    ],
+)
+def test_region_of_host(host: str, region: str | None) -> None:
+    assert routes.region_of_host(host) == region
+    assert routes.is_sinch_host(host) is (region is not None)
+
+
+@pytest.mark.parametrize(
+    ("method", "label"),
+    [("GET", "GET"), ("POST", "POST"), ("DELETE", "DELETE"), ("PUT", "PUT"), ("get", "other"), ("BREW", "other")],
+)
+def test_method_label(method: str, label: str) -> None:
+    assert routes.method_label(method) == label
