@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 TOOLS  := .tools/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help run demo test test-fast lint format bench system-deps tools clean
+.PHONY: help run demo test test-fast test-mitmproxy12 lint format bench system-deps tools clean
 
 help:
 	@echo "make run    - the proxy in front of https://us.sms.api.sinch.com (127.0.0.1:8080, metrics :19880)"
 	@echo "make demo   - proxy + Sinch simulator + realistic traffic (prints where to look)"
 	@echo "make test   - everything CI runs (installs Debian's prometheus if missing and root)"
 	@echo "make lint   - ruff check and format check"
+	@echo "make test-mitmproxy12 - the suite on Python 3.12 + mitmproxy 12, where a python3.12 exists"
 	@echo "make bench  - throughput/latency/CPU/RSS table (hey, nginx-light)"
 
 $(STAMP): pyproject.toml
@@ -52,6 +53,16 @@ test: $(STAMP) system-deps tools
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
+# mitmproxy 12 needs Python >= 3.12 (the container image runs it): where one is found, run the
+# suite against mitmproxy 12 in its own virtualenv. Debian bookworm has no python3.12 package.
+PYTHON312 ?= $(shell command -v python3.12 || ls -d /root/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -1)
+test-mitmproxy12:
+	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 suite skipped"; exit 0; fi
+	$(PYTHON312) -m venv .venv312
+	.venv312/bin/pip install --quiet -e '.[test]'
+	.venv312/bin/python -c "import mitmproxy.version as v; print('mitmproxy', v.VERSION)"
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" .venv312/bin/pytest $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check addon tests bench
 	$(BIN)/ruff format --check addon tests bench
@@ -64,4 +75,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/run.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .hypothesis build *.egg-info addon/*.egg-info
+	rm -rf $(VENV) .venv312 .tools .pytest_cache .ruff_cache .hypothesis build *.egg-info addon/*.egg-info
