@@ -219,6 +219,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (["--body-limit", "0"], "--body-limit"),
         (["--metrics-web-config", "/no/such/file.yml"], "no such file"),
         (["--mode", "sideways"], "invalid choice"),
+        (["--mode", "forward", "--forward-hosts", "(unclosed"], "bad --forward-hosts"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(args: list[str], message: str) -> None:

@@ -1,5 +1,7 @@
 """routes: paths → endpoint templates, hosts → regions, methods → bounded labels."""
 
+import re
+
 import pytest
 
 from sinch_sms_exporter import routes
@@ -80,6 +82,23 @@ def test_the_plan_id_never_reaches_the_label() -> None:
 def test_region_of_host(host: str, region: str | None) -> None:
     assert routes.region_of_host(host) == region
     assert routes.is_sinch_host(host) is (region is not None)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "allowed"),
+    [
+        (routes.SINCH_HOST_PATTERN, "eu.sms.api.sinch.com:443", True),
+        (routes.SINCH_HOST_PATTERN, "sms.api.sinch.com:8443", True),
+        (routes.SINCH_HOST_PATTERN, "eu.sms.api.sinch.com.evil.com:443", False),
+        (routes.SINCH_HOST_PATTERN, "api.example.com:443", False),
+        (r"^127\.0\.0\.1$", "127.0.0.1:8443", True),  # habitual anchors are tolerated
+        (r"^127\.0\.0\.1$", "localhost:8443", False),
+        (r"price\$", "price$:80", True),  # an escaped dollar is not an anchor
+    ],
+)
+def test_allow_hosts_patterns_match_host_and_port(pattern: str, host: str, allowed: bool) -> None:
+    # mitmproxy matches allow_hosts against "host:port"; decryption hinges on this.
+    assert (re.search(routes.allow_hosts_pattern(pattern), host) is not None) is allowed
 
 
 @pytest.mark.parametrize(

@@ -97,9 +97,10 @@ class SinchSmsExporter:
             "({region}.sms.api.sinch.com) need none; other upstreams without one are 'other'.",
         )  # fmt: skip
         loader.add_option(
-            "sinch_hosts", str, routes.SINCH_HOST_RE.pattern,
-            "Regular expression of the hosts counted in forward (regular) proxy mode. "
-            "Reverse-mode upstreams are always counted.",
+            "sinch_hosts", str, routes.SINCH_HOST_PATTERN,
+            "Regular expression matched against the whole host name: the hosts counted in "
+            "forward (regular) proxy mode. Reverse-mode upstreams are always counted. (To keep "
+            "other hosts undecrypted, set allow_hosts to match the same hosts as HOST:PORT.)",
         )  # fmt: skip
         loader.add_option(
             "sinch_upstream_timeout", float, DEFAULT_UPSTREAM_TIMEOUT,
@@ -120,7 +121,7 @@ class SinchSmsExporter:
         try:
             buckets = parse_buckets(opts.sinch_latency_buckets)
             regions = parse_region_map(opts.sinch_regions)
-            counted_hosts = re.compile(opts.sinch_hosts, re.IGNORECASE)
+            counted_hosts = re.compile(routes.host_pattern(opts.sinch_hosts), re.IGNORECASE)
             web_config = WebConfig.load(opts.sinch_metrics_web_config)
         except (ValueError, re.error, OSError) as exc:
             raise exceptions.OptionsError(str(exc)) from exc
@@ -216,7 +217,7 @@ class SinchSmsExporter:
         """Reverse-mode flows always count; forward-mode flows only for Sinch hosts."""
         if isinstance(flow.client_conn.proxy_mode, ReverseMode):
             return True
-        return self._counted_hosts.match(flow.request.pretty_host) is not None
+        return self._counted_hosts.fullmatch(flow.request.pretty_host) is not None
 
     def _region(self, flow: http.HTTPFlow) -> str:
         key = (flow.request.host, flow.request.port)

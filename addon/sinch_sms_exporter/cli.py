@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -121,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--forward-hosts",
-        default=_env("FORWARD_HOSTS", routes.SINCH_HOST_RE.pattern),
+        default=_env("FORWARD_HOSTS", routes.SINCH_HOST_PATTERN),
         metavar="REGEX",
-        help="forward mode: hosts that are decrypted and counted; all others pass through untouched",
+        help="forward mode: regex matched against the whole host name of the hosts that are decrypted "
+        "and counted; all others pass through untouched",
     )
     add(
         "--upstream-timeout",
@@ -242,6 +244,10 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         parse_region_map([f"{u.host}:{u.port}={u.region}" for u in upstreams])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    try:
+        re.compile(args.forward_hosts)
+    except re.error as exc:
+        raise UsageError(f"bad --forward-hosts {args.forward_hosts!r}: {exc}") from None
     if args.body_limit < 1:
         raise UsageError("--body-limit must be at least 1 byte")
     if args.code_cap < 0:
@@ -273,7 +279,8 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         settings["ssl_verify_upstream_trusted_ca"] = str(Path(args.upstream_ca).expanduser())
     if args.mode == "forward":
         settings["mode"] = [f"regular@{args.listen_port}"]
-        settings["allow_hosts"] = [args.forward_hosts]  # everything else: not decrypted
+        # Everything else is tunnelled, not decrypted.
+        settings["allow_hosts"] = [routes.allow_hosts_pattern(args.forward_hosts)]
         settings["sinch_hosts"] = args.forward_hosts
         listeners = [args.listen_port]
     else:

@@ -33,8 +33,10 @@ ENDPOINT_LABELS: frozenset[str] = frozenset((*ENDPOINT_TEMPLATES, OTHER))
 #: Methods kept verbatim in the `method` label; anything else is `other`.
 KNOWN_METHODS: frozenset[str] = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
 
-#: The Sinch SMS API's regional hosts, e.g. `eu.sms.api.sinch.com` → `eu`.
-SINCH_HOST_RE = re.compile(r"^(?:(?P<region>[a-z0-9-]{1,32})\.)?sms\.api\.sinch\.com$")
+#: The Sinch SMS API's regional hosts, e.g. `eu.sms.api.sinch.com` → `eu`. Host patterns are
+#: matched against the whole host name (fullmatch), so they carry no anchors.
+SINCH_HOST_PATTERN = r"(?:(?P<region>[a-z0-9-]{1,32})\.)?sms\.api\.sinch\.com"
+SINCH_HOST_RE = re.compile(SINCH_HOST_PATTERN, re.IGNORECASE)
 
 
 def _compile(templates: tuple[str, ...]) -> dict[tuple[int, str], list[tuple[tuple[str | None, ...], str]]]:
@@ -91,12 +93,27 @@ def method_label(method: str) -> str:
 
 def region_of_host(host: str) -> str | None:
     """`eu.sms.api.sinch.com` → `eu`; `sms.api.sinch.com` → `us`; other hosts → None."""
-    match = SINCH_HOST_RE.match(host.lower())
+    match = SINCH_HOST_RE.fullmatch(host)
     if match is None:
         return None
-    return match.group("region") or "us"
+    return (match.group("region") or "us").lower()
 
 
 def is_sinch_host(host: str) -> bool:
     """Whether a host is one of Sinch's SMS API hosts (forward mode counts only these)."""
-    return SINCH_HOST_RE.match(host.lower()) is not None
+    return SINCH_HOST_RE.fullmatch(host) is not None
+
+
+def host_pattern(pattern: str) -> str:
+    """A host regex without the anchors users habitually add (`^…$`): patterns here are
+    always matched against the whole host name."""
+    if pattern.startswith("^"):
+        pattern = pattern[1:]
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1]
+    return pattern
+
+
+def allow_hosts_pattern(pattern: str) -> str:
+    """mitmproxy's allow_hosts matches `host:port` strings; this turns a host pattern into one."""
+    return rf"^(?:{host_pattern(pattern)}):\d+$"
