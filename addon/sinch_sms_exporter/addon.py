@@ -56,6 +56,7 @@ class SinchSmsExporter:
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
         self._counted_hosts: re.Pattern[str] = routes.SINCH_HOST_RE
+        self._web_config: WebConfig | None = None
         self._running = False
 
     # --- options -------------------------------------------------------------------------
