@@ -13,7 +13,14 @@ from __future__ import annotations
 import platform
 from collections.abc import Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from sinch_sms_exporter import catalog
 from sinch_sms_exporter.classify import NO_CODE, OTHER, Outcome
@@ -136,6 +143,10 @@ class Metrics:
             registry=self.registry,
         )
         build_info.labels(version, mitmproxy_version, platform.python_version()).set(1)
+        # process_start_time_seconds tells a restart from a steady counter: the alert rules
+        # count a blocked_account answer after a restart even when the reborn counter does
+        # not drop below its old value (same instance label, e.g. a compose service).
+        ProcessCollector(registry=self.registry)
 
         self.codes = BoundedLabel("code", (*catalog.CODES, NO_CODE, OTHER), code_cap)
         self.regions = BoundedLabel("region", (*KNOWN_REGIONS, *regions, OTHER), REGION_CAP)
