@@ -1,0 +1,469 @@
+"""The runbook (docs/runbook.md) and the alerts' annotations, rendered from the catalog.
+
+Why generated: a status or code is described once, in catalog.py; the runbook page and the
+`summary`/`description`/`runbook_url` annotations of prometheus/alerts.yml are derived from
+it, and a test fails when either file is stale. Thresholds and `for:` durations stay in
+alerts.yml (people review PromQL there), only the annotations are written by this module.
+
+    python -m sinch_sms_exporter.runbook            # print the runbook
+    python -m sinch_sms_exporter.runbook --write    # rewrite docs/runbook.md + alert annotations
+    python -m sinch_sms_exporter.runbook --check    # exit 1 when either is stale (CI)
+
+Imports only the catalog (and ruamel.yaml to edit alerts.yml in place, comments kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import FoldedScalarString
+
+from sinch_sms_exporter import catalog
+from sinch_sms_exporter.catalog import CodeInfo, StatusInfo
+
+#: Where the rendered runbook is published; every `runbook_url` starts with it. Forks change
+#: this one line and run `--write` (docs/alerts.md explains).
+RUNBOOK_URL = "https://github.com/sinch-sms-exporter/sinch-sms-exporter/blob/main/docs/runbook.md"
+RUNBOOK_PATH = Path("docs/runbook.md")
+ALERTS_PATH = Path("prometheus/alerts.yml")
+#: The scrape job name SinchSmsExporterDown watches (the one rule that names a job).
+EXPORTER_JOB = "sinch-sms-exporter"
+
+#: What each `reason` of sinch_sms_upstream_errors_total means and what to check; the keys
+#: are metrics.UPSTREAM_ERROR_REASONS (a test keeps them equal).
+UPSTREAM_REASONS: dict[str, tuple[str, str]] = {
+    "connect": (
+        "The TCP connection to the Sinch host failed: refused or unreachable.",
+        "Check egress from the pod or host to `{region}.sms.api.sinch.com:443` (firewall, "
+        "NetworkPolicy, egress proxy) and the `--upstream` URL.",
+    ),
+    "dns": (
+        "The Sinch host name did not resolve.",
+        "Check the `--upstream` host name for typos and the resolver (`getent hosts us.sms.api.sinch.com`).",
+    ),
+    "timeout": (
+        "Sinch sent no response headers within `--upstream-timeout` (30 s by default).",
+        "Check https://status.sinch.com; look at the latency panels for a slow region; raise "
+        "`--upstream-timeout` only if Sinch is known to be slow and the callers wait longer.",
+    ),
+    "tls": (
+        "The TLS handshake with the upstream failed (certificate, protocol).",
+        "An intercepting egress proxy or a missing CA is the usual cause: see `--upstream-ca`; "
+        "check the upstream URL really is a Sinch host.",
+    ),
+    "closed": (
+        "The upstream closed or reset the connection before the answer was complete.",
+        "Usually a network middlebox or a Sinch-side incident; check https://status.sinch.com "
+        "and the egress path's idle timeouts.",
+    ),
+    "protocol": (
+        "The upstream answered something that is not valid HTTP.",
+        "Something other than Sinch answers on the upstream address: check `--upstream` and any egress proxy.",
+    ),
+    "other": (
+        "A failure the proxy could not classify.",
+        "Run the proxy with `--log-level debug` for a while and look at the error messages.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class AlertDoc:
+    """What the runbook and the annotations say about one alert."""
+
+    name: str
+    severity: str
+    summary: str
+    #: Opening of the description: a Go template ($labels, $value) saying what was seen.
+    lead: str
+    #: For the runbook, in words (numbers live in alerts.yml and docs/alerts.md).
+    when: str = ""
+    #: Runbook prose: what it means and what to do (alerts the catalog does not cover).
+    meaning: str = ""
+    todo: str = ""
+
+    @property
+    def causes(self) -> tuple[StatusInfo | CodeInfo, ...]:
+        """The catalog entries whose answers make this alert fire."""
+        statuses = tuple(s for s in catalog.STATUSES.values() if s.alert == self.name)
+        codes = tuple(c for c in catalog.CODES.values() if c.alert == self.name)
+        return statuses + codes
+
+    @property
+    def anchor(self) -> str:
+        return f"alert-{self.name.lower()}"
+
+    @property
+    def runbook_anchor(self) -> str:
+        """The section runbook_url opens: the one catalog entry behind the alert, if one."""
+        causes = self.causes
+        return causes[0].anchor if len(causes) == 1 else self.anchor
+
+    @property
+    def runbook_url(self) -> str:
+        return f"{RUNBOOK_URL}#{self.runbook_anchor}"
+
+    def description(self) -> str:
+        return " ".join(part for part in (self.lead, _advice(self)) if part)
+
+
+def _what(info: StatusInfo | CodeInfo) -> str:
+    return f"{info.meaning} What to do: {info.tip}"
+
+
+def _label(info: StatusInfo | CodeInfo) -> str:
+    if isinstance(info, CodeInfo):
+        return f"{info.status} {info.code}"
+    return f"{info.status} {info.reason}"
+
+
+def _advice(alert: AlertDoc) -> str:
+    """The catalog's meaning and tip for the answers behind the alert, as a Go template
+    where the firing series' labels choose between several."""
+    causes = alert.causes
+    if not causes:
+        return f"{alert.meaning} What to do: {alert.todo}"
+    if len(causes) == 1:
+        return _what(causes[0])
+    if alert.name == catalog.ALERT_CLIENT_ERROR_BURST:
+        return _client_error_advice(causes)
+    return " ".join(f"{_label(c)}: {_what(c)}" for c in causes)
+
+
+def _client_error_advice(causes: Sequence[StatusInfo | CodeInfo]) -> str:
+    """One branch per catalog code, then per status; novel codes get their status's tip."""
+    branches = [(f'eq $labels.code "{c.code}"', _what(c)) for c in causes if isinstance(c, CodeInfo)]
+    branches += [(f'eq $labels.status "{s.status}"', _what(s)) for s in causes if isinstance(s, StatusInfo)]
+    fallback = (
+        "An answer the catalog does not describe: its `text` field names the problem; compare "
+        "with what the service's last deploy changed in how it builds requests."
+    )
+    template = "".join(
+        f"{{{{ {'if' if i == 0 else 'else if'} {cond} }}}}{text}" for i, (cond, text) in enumerate(branches)
+    )
+    return f"{template}{{{{ else }}}}{fallback}{{{{ end }}}}"
+
+
+_WHERE = "in region {{ $labels.region }}"
+ALERTS: tuple[AlertDoc, ...] = (
+    AlertDoc(
+        catalog.ALERT_ACCOUNT_BLOCKED,
+        "critical",
+        "Sinch SMS account blocked ({{ $labels.region }}): no message is sent",
+        f"Sinch answered `403 blocked_account` {_WHERE} within the last 15 minutes.",
+        when="any proxy sees a single `403 blocked_account` answer (also the very first answer of a "
+        "freshly started proxy); it stays firing for 15 minutes after the last one.",
+    ),
+    AlertDoc(
+        catalog.ALERT_SERVER_ERROR_SPIKE,
+        "critical",
+        "Sinch SMS answers 5xx to {{ $value | humanizePercentage }} of requests ({{ $labels.region }})",
+        f"{{{{ $value | humanizePercentage }}}} of the Sinch SMS API's answers {_WHERE} over the "
+        "last 5 minutes were 5xx server errors: those messages were not sent unless the service retried.",
+        when="the share of 5xx answers in a region stays above its threshold for minutes, and there are "
+        "enough of them to rule out a lone 503 at night.",
+    ),
+    AlertDoc(
+        catalog.ALERT_UNAUTHORIZED,
+        "critical",
+        "Sinch SMS rejects the credentials ({{ $labels.region }}): 401 Unauthorized",
+        f"{{{{ $value | humanize }}}} answers with status 401 {_WHERE} in the last 5 minutes, for 10 "
+        "minutes on end: a service is sending with a bad token and none of its messages go out.",
+        when="401 answers keep coming in a region for minutes (a single 401 of a client refreshing its "
+        "token does not count).",
+    ),
+    AlertDoc(
+        catalog.ALERT_RATE_LIMITED,
+        "warning",
+        "Sinch SMS rate-limits {{ $value | humanizePercentage }} of requests ({{ $labels.region }}): 429",
+        f"{{{{ $value | humanizePercentage }}}} of the answers {_WHERE} over the last 10 minutes were "
+        "429 Too Many Requests: messages are delayed while the services retry.",
+        when="the share of 429 answers in a region stays above its threshold for a quarter of an hour.",
+    ),
+    AlertDoc(
+        catalog.ALERT_MISSING_CALLBACK_URL,
+        "warning",
+        "Sinch SMS batch asks for delivery reports without a callback URL ({{ $labels.region }})",
+        f"Sinch answered `403 missing_callback_url` {_WHERE} within the last 15 minutes: a configuration error.",
+        when="any proxy sees a single `403 missing_callback_url` answer; it stays firing for 15 minutes "
+        "after the last one.",
+    ),
+    AlertDoc(
+        catalog.ALERT_UPSTREAM_UNREACHABLE,
+        "critical",
+        "Sinch SMS API unreachable from the proxy for {{ $value | humanizePercentage }} of requests "
+        "({{ $labels.region }})",
+        f"{{{{ $value | humanizePercentage }}}} of the requests {_WHERE} over the last 5 minutes got no "
+        "answer from the Sinch SMS API (refused, DNS, TLS, timeout or reset); the services got 502 "
+        "Bad Gateway from the proxy instead. The `reason` label of sinch_sms_upstream_errors_total says which.",
+        when="the share of requests in a region that got no answer from Sinch at all stays above its "
+        "threshold for minutes, with a floor on their number.",
+        meaning="The proxy could not get an answer from Sinch at all: the request may or may not "
+        "have reached Sinch, and the service got a 502 from the proxy (never counted as a Sinch answer).",
+        todo='Open the overview dashboard\'s "Upstream errors by reason" panel: `connect`/`dns`/`tls` '
+        "point at this side's network or configuration (egress, firewall, CA, `--upstream`), "
+        "`timeout`/`closed` more often at Sinch: check https://status.sinch.com. The runbook's "
+        "upstream-errors section has a line per reason.",
+    ),
+    AlertDoc(
+        catalog.ALERT_CLIENT_ERROR_BURST,
+        "warning",
+        "Burst of Sinch SMS {{ $labels.status }} {{ $labels.code }} answers ({{ $labels.region }}): "
+        "{{ $value | humanizePercentage }} of requests",
+        f"{{{{ $value | humanizePercentage }}}} of the answers {_WHERE} over the last 10 minutes were "
+        "`{{ $labels.status }} {{ $labels.code }}` (a client error: Sinch refused what the service "
+        "sent; a recent deploy that changed how requests are built is the usual suspect).",
+        when="one kind of 4xx answer (status and code) makes up a large share of a region's answers for a "
+        "quarter of an hour; 401, 429, `blocked_account` and `missing_callback_url` have alerts of "
+        "their own.",
+    ),
+    AlertDoc(
+        catalog.ALERT_EXPORTER_DOWN,
+        "warning",
+        "sinch-sms-exporter metrics are gone{{ if $labels.instance }} ({{ $labels.instance }}){{ end }}",
+        "Prometheus could not scrape {{ if $labels.instance }}{{ $labels.instance }}{{ else }}any "
+        f'target{{{{ end }}}} of job "{EXPORTER_JOB}" for several minutes: the Sinch alerts are blind there.',
+        when="Prometheus cannot scrape a proxy's /metrics, or finds no target of the job at all, for minutes.",
+        meaning="The proxy's /metrics endpoint does not answer Prometheus, or no target of the job "
+        f'"{EXPORTER_JOB}" is discovered at all. In sidecar mode the proxy is in the data path: if '
+        "its process is gone, the service cannot reach Sinch either.",
+        todo="Check the proxy container or process (restarts, logs, `curl http://HOST:19880/healthz`), "
+        f"that the scrape config uses `job_name: {EXPORTER_JOB}` and reaches port 19880, and any "
+        "`--metrics-web-config` credentials Prometheus needs.",
+    ),
+)
+ALERTS_BY_NAME = {a.name: a for a in ALERTS}
+
+
+# --- the runbook page ----------------------------------------------------------------------
+
+
+def _heading(level: int, anchor: str, text: str) -> str:
+    # An explicit anchor keeps runbook_url stable whatever a renderer does with heading slugs.
+    return f'{"#" * level} <a id="{anchor}"></a>{text}'
+
+
+def _alert_ref(name: str | None) -> str:
+    if name is None:
+        return "none"
+    alert = ALERTS_BY_NAME[name]
+    return f"[`{name}`](#{alert.anchor}) ({alert.severity})"
+
+
+def _entry_ref(info: StatusInfo | CodeInfo) -> str:
+    if isinstance(info, CodeInfo):
+        return f"[{info.status} `{info.code}`](#{info.anchor})"
+    return f"[{info.status} {info.reason}](#{info.anchor})"
+
+
+def _alert_section(alert: AlertDoc) -> list[str]:
+    lines = [_heading(3, alert.anchor, alert.name), ""]
+    lines.append(f"**Severity:** {alert.severity}. **Fires when** {alert.when}")
+    lines.append(f"Thresholds, windows and why: [alerts.md](alerts.md#{alert.anchor}).")
+    lines.append("")
+    causes = alert.causes
+    if causes:
+        lines.append("**Answers behind it:** " + ", ".join(_entry_ref(c) for c in causes) + ".")
+        lines.append("")
+        for cause in causes:
+            lines.append(f"- {_entry_ref(cause)}: {cause.tip}")
+    else:
+        lines += [f"**What it means:** {alert.meaning}", "", f"**What to do:** {alert.todo}"]
+    return [*lines, ""]
+
+
+def _status_section(info: StatusInfo) -> list[str]:
+    lines = [_heading(3, info.anchor, f"{info.status} {info.reason}"), ""]
+    lines += [f"**What it means:** {info.meaning}", "", f"**What to do:** {info.tip}", ""]
+    lines.append(f"**Alert:** {_alert_ref(info.alert)}.")
+    codes = catalog.codes_for_status(info.status)
+    if codes:
+        lines += ["", "**Codes:** " + ", ".join(_entry_ref(c) for c in codes) + "."]
+    return [*lines, ""]
+
+
+def _code_section(info: CodeInfo) -> list[str]:
+    status = catalog.STATUSES[info.status]
+    lines = [_heading(3, info.anchor, f"{info.status} `{info.code}`"), ""]
+    lines += [f"**What it means:** {info.meaning}", "", f"**What to do:** {info.tip}", ""]
+    lines += [f"**Alert:** {_alert_ref(info.alert)}.", ""]
+    lines += [f"**Example answer:** `{info.status} {status.reason}` with", ""]
+    lines += ["```json", f'{{"code": "{info.code}", "text": "{info.text}"}}', "```", ""]
+    return lines
+
+
+def render() -> str:
+    """docs/runbook.md, byte for byte."""
+    out = [
+        "<!-- Generated from addon/sinch_sms_exporter/catalog.py and runbook.py by",
+        "     `python -m sinch_sms_exporter.runbook --write`. Do not edit: a test compares. -->",
+        "",
+        "# Sinch SMS runbook",
+        "",
+        "What each answer of the Sinch SMS REST API means, what to do about it, and which alert",
+        "fires. Every alert's `runbook_url` opens a section of this page; the thresholds, windows",
+        "and `for:` durations are in [alerts.md](alerts.md). The counts behind every section are",
+        '`sinch_sms_responses_total{status="…", code="…"}` (Grafana: "Sinch SMS: errors by code',
+        'and endpoint").',
+        "",
+        "- [Alerts](#alerts)",
+        "- [HTTP statuses](#http-statuses)",
+        "- [Error codes](#error-codes)",
+        "- [Upstream errors](#upstream-errors) (no answer from Sinch)",
+        "",
+        "## Alerts",
+        "",
+        "| alert | severity | section |",
+        "| --- | --- | --- |",
+    ]
+    out += [f"| `{a.name}` | {a.severity} | [{a.anchor}](#{a.anchor}) |" for a in ALERTS]
+    out.append("")
+    for alert in ALERTS:
+        out += _alert_section(alert)
+    out += ["## HTTP statuses", ""]
+    for status in catalog.STATUSES.values():
+        out += _status_section(status)
+    out += [
+        "## Error codes",
+        "",
+        "The JSON `code` of a 400 or 403 answer. Codes outside this list (Sinch adds codes over",
+        'time) are counted verbatim up to `--code-cap`, then as `other`; `code=""` means the',
+        "answer carried no code.",
+        "",
+    ]
+    for code in catalog.CODES.values():
+        out += _code_section(code)
+    out += [
+        "## Upstream errors",
+        "",
+        "`sinch_sms_upstream_errors_total{reason=…}`: requests that got no complete answer from",
+        f"Sinch; the service got a 502 from the proxy. Alert: {_alert_ref(catalog.ALERT_UPSTREAM_UNREACHABLE)}.",
+        "",
+    ]
+    for reason, (meaning, todo) in UPSTREAM_REASONS.items():
+        out += [_heading(3, f"upstream-{reason}", f"`{reason}`"), "", meaning, "", f"**What to do:** {todo}", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# --- the alerts' annotations -----------------------------------------------------------------
+
+
+def annotations(alert: AlertDoc) -> dict[str, str]:
+    return {"summary": alert.summary, "description": alert.description(), "runbook_url": alert.runbook_url}
+
+
+def _folded(text: str, width: int = 96) -> FoldedScalarString:
+    """A `>-` block scalar folded at spaces: readable in the file, one line to Prometheus."""
+    scalar = FoldedScalarString(text)
+    positions, line_start = [], 0
+    for line in textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)[:-1]:
+        end = text.index(line, line_start) + len(line)
+        if text[end] != " " or text[end + 1 : end + 2] == " ":
+            break  # only single spaces fold cleanly
+        positions.append(end)
+        line_start = end + 1
+    scalar.fold_pos = positions  # type: ignore[attr-defined]
+    return scalar
+
+
+def _yaml() -> YAML:
+    yaml = YAML()  # round trip: comments, order and block scalars of the expressions are kept
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    yaml.preserve_quotes = True
+    return yaml
+
+
+def _replace_annotations(rule: CommentedMap, rendered: dict[str, str]) -> None:
+    """Set a rule's annotations in place, keeping the comment that follows them (ruamel
+    attaches the next rule's leading comment and blank line to the last key)."""
+    current = rule.get("annotations")
+    if not isinstance(current, CommentedMap):
+        current = rule["annotations"] = CommentedMap()
+    trailing = current.ca.items.get(next(reversed(current)), None) if current else None
+    current.fa.set_block_style()
+    current.clear()
+    current.ca.items.clear()
+    for key, value in rendered.items():
+        current[key] = _folded(value) if key == "description" else value
+    if trailing is not None:
+        current.ca.items[next(reversed(current))] = trailing
+
+
+def sync_alerts(text: str) -> str:
+    """alerts.yml with every alerting rule's annotations rendered from ALERTS."""
+    yaml = _yaml()
+    doc = yaml.load(text)
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            alert = ALERTS_BY_NAME.get(rule["alert"])
+            if alert is None:
+                raise ValueError(f"{rule['alert']}: no AlertDoc in runbook.ALERTS")
+            _replace_annotations(rule, annotations(alert))
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()
+
+
+def default_root() -> Path:
+    """The source checkout this module lives in, else the working directory."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / ALERTS_PATH).exists() else Path.cwd()
+
+
+def stale(root: Path) -> list[Path]:
+    """The generated files under `root` that differ from what would be generated."""
+    result = []
+    if not (root / RUNBOOK_PATH).exists() or (root / RUNBOOK_PATH).read_text() != render():
+        result.append(RUNBOOK_PATH)
+    alerts = (root / ALERTS_PATH).read_text()
+    if sync_alerts(alerts) != alerts:
+        result.append(ALERTS_PATH)
+    return result
+
+
+def write(root: Path) -> list[Path]:
+    """Regenerate the runbook and the alert annotations under `root`; returns what changed."""
+    changed = stale(root)
+    (root / RUNBOOK_PATH).parent.mkdir(parents=True, exist_ok=True)
+    (root / RUNBOOK_PATH).write_text(render())
+    (root / ALERTS_PATH).write_text(sync_alerts((root / ALERTS_PATH).read_text()))
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sinch_sms_exporter.runbook", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=None, help="repository root (default: this checkout)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help=f"rewrite {RUNBOOK_PATH} and the alerts' annotations")
+    mode.add_argument("--check", action="store_true", help="exit 1 when a generated file is stale")
+    args = parser.parse_args(argv)
+    root = args.root or default_root()
+    if not (args.write or args.check):
+        sys.stdout.write(render())
+        return 0
+    if not (root / ALERTS_PATH).exists():
+        parser.error(f"{root / ALERTS_PATH} not found: pass --root (the repository root)")
+    if args.write:
+        changed = write(root)
+        print("updated: " + (", ".join(map(str, changed)) or "nothing (already current)"))
+        return 0
+    outdated = stale(root)
+    if outdated:
+        print(f"stale: {', '.join(map(str, outdated))}; run `python -m sinch_sms_exporter.runbook --write`")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
