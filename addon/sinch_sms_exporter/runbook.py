@@ -130,7 +130,7 @@ def _advice(alert: AlertDoc) -> str:
     where the firing series' labels choose between several."""
     causes = alert.causes
     if not causes:
-        return f"{alert.meaning} What to do: {alert.todo}"
+        return f"What to do: {alert.todo}"  # the lead already says what it means
     if len(causes) == 1:
         return _what(causes[0])
     if alert.name == catalog.ALERT_CLIENT_ERROR_BURST:
@@ -139,9 +139,14 @@ def _advice(alert: AlertDoc) -> str:
 
 
 def _client_error_advice(causes: Sequence[StatusInfo | CodeInfo]) -> str:
-    """One branch per catalog code, then per status; novel codes get their status's tip."""
+    """One branch per catalog code, then per status without codes (404, 405, 415); a code
+    outside the catalog (or none) on a 400/403 gets the generic advice."""
     branches = [(f'eq $labels.code "{c.code}"', _what(c)) for c in causes if isinstance(c, CodeInfo)]
-    branches += [(f'eq $labels.status "{s.status}"', _what(s)) for s in causes if isinstance(s, StatusInfo)]
+    branches += [
+        (f'eq $labels.status "{s.status}"', _what(s))
+        for s in causes
+        if isinstance(s, StatusInfo) and not catalog.codes_for_status(s.status)
+    ]
     fallback = (
         "An answer the catalog does not describe: its `text` field names the problem; compare "
         "with what the service's last deploy changed in how it builds requests."
@@ -153,6 +158,8 @@ def _client_error_advice(causes: Sequence[StatusInfo | CodeInfo]) -> str:
 
 
 _WHERE = "in region {{ $labels.region }}"
+#: "403 unknown_group", or "404" where the answer had no code (the empty label is absent).
+_ANSWER = "{{ $labels.status }}{{ with $labels.code }} {{ . }}{{ end }}"
 ALERTS: tuple[AlertDoc, ...] = (
     AlertDoc(
         catalog.ALERT_ACCOUNT_BLOCKED,
@@ -216,11 +223,11 @@ ALERTS: tuple[AlertDoc, ...] = (
     AlertDoc(
         catalog.ALERT_CLIENT_ERROR_BURST,
         "warning",
-        "Burst of Sinch SMS {{ $labels.status }} {{ $labels.code }} answers ({{ $labels.region }}): "
+        f"Burst of Sinch SMS {_ANSWER} answers ({{{{ $labels.region }}}}): "
         "{{ $value | humanizePercentage }} of requests",
         f"{{{{ $value | humanizePercentage }}}} of the answers {_WHERE} over the last 10 minutes were "
-        "`{{ $labels.status }} {{ $labels.code }}` (a client error: Sinch refused what the service "
-        "sent; a recent deploy that changed how requests are built is the usual suspect).",
+        f"`{_ANSWER}` (a client error: Sinch refused what the service sent; a recent deploy that changed "
+        "how requests are built is the usual suspect).",
         when="one kind of 4xx answer (status and code) makes up a large share of a region's answers for a "
         "quarter of an hour; 401, 429, `blocked_account` and `missing_callback_url` have alerts of "
         "their own.",
@@ -230,7 +237,8 @@ ALERTS: tuple[AlertDoc, ...] = (
         "warning",
         "sinch-sms-exporter metrics are gone{{ if $labels.instance }} ({{ $labels.instance }}){{ end }}",
         "Prometheus could not scrape {{ if $labels.instance }}{{ $labels.instance }}{{ else }}any "
-        f'target{{{{ end }}}} of job "{EXPORTER_JOB}" for several minutes: the Sinch alerts are blind there.',
+        f'target{{{{ end }}}} of job "{EXPORTER_JOB}" for 5 minutes: the Sinch alerts are blind there, and '
+        "in sidecar mode a dead proxy also means the service cannot reach Sinch.",
         when="Prometheus cannot scrape a proxy's /metrics, or finds no target of the job at all, for minutes.",
         meaning="The proxy's /metrics endpoint does not answer Prometheus, or no target of the job "
         f'"{EXPORTER_JOB}" is discovered at all. In sidecar mode the proxy is in the data path: if '
