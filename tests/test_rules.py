@@ -224,7 +224,7 @@ MUTATIONS = {
         lambda b: b.replace(', status!~"401|429", code!~"blocked_account|missing_callback_url"', ""),
     ),
     "down: no for": ("exporter_down", EXPORTER_DOWN, _no_wait),
-    "down: no absent()": ("exporter_down", EXPORTER_DOWN, lambda b: b.replace("or\n          absent(", "and\n          absent(")),
+    "down: no absent()": ("exporter_down", EXPORTER_DOWN, lambda b: b.replace("or\n  ", "and\n  ", 1)),
 }
 
 
