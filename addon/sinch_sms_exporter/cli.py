@@ -234,6 +234,22 @@ def _check_port(host: str, port: int, what: str) -> None:
             raise RuntimeError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from None
 
 
+def _check_confdir(confdir: Path) -> None:
+    """mitmproxy creates its CA in the confdir at start, even in reverse mode, and fails with a
+    traceback where it cannot (a read-only root filesystem in a container): say so in one line."""
+    if (confdir / "mitmproxy-ca.pem").is_file():
+        return  # an existing CA (e.g. a mounted secret) is only read
+    try:
+        confdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot create --confdir {confdir} ({exc.strerror}): mitmproxy keeps its CA there; "
+            "give a writable directory (in a container: a volume)"
+        ) from None
+    if not os.access(confdir, os.W_OK | os.X_OK):
+        raise RuntimeError(f"--confdir {confdir} is not writable: mitmproxy keeps its CA there")
+
+
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     """Validate the arguments and turn them into mitmproxy options."""
     urls = args.upstream or _env_list("UPSTREAM") or [DEFAULT_UPSTREAM]
@@ -260,6 +276,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if path and not Path(path).expanduser().is_file():
             raise UsageError(f"{flag} {path}: no such file")
+    _check_confdir(Path(args.confdir).expanduser())
 
     settings: dict[str, Any] = {
         "listen_host": args.listen_host,
