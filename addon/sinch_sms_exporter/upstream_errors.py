@@ -17,6 +17,10 @@ _DNS_HINTS = (
     "getaddrinfo",
     "name resolution",
 )
+# mitmproxy's handshake errors: "Certificate verify failed: …", "tlsv1 alert unknown ca",
+# "The remote server does not speak TLS.", "OpenSSL Error(…)"; a peer closing mid-handshake
+# is plain "connection closed" (TCP connect errors are OSError texts: "[Errno 111] …").
+_TLS_HINTS = ("tls", "ssl", "certificate", "alert")
 _CLIENT_HINTS = ("client disconnected", "client closed")
 # "HTTP/1 protocol error: peer closed connection without sending complete message body"
 # is a cut, not a protocol violation: closing hints are checked first.
@@ -31,12 +35,17 @@ def upstream_error_reason(flow: http.HTTPFlow) -> str | None:
     if any(hint in message for hint in _CLIENT_HINTS) or message == "killed":
         return None
     if server.timestamp_tcp_setup is None:
+        # mitmproxy attaches the upstream connection to the flow only once TCP and TLS are
+        # both up: a failed handshake leaves the flow's server_conn unconnected, so the
+        # message tells a TLS failure (its messages below) from a failed TCP connect.
         if any(hint in message for hint in _DNS_HINTS):
             return "dns"
+        if any(hint in message for hint in _TLS_HINTS) or message == "connection closed":
+            return "tls"
         return "connect"
     if server.tls and server.timestamp_tls_setup is None:
         return "tls"
-    if "tls" in message or "certificate" in message or "ssl" in message:
+    if any(hint in message for hint in _TLS_HINTS):
         return "tls"
     if any(hint in message for hint in _CLOSED_HINTS):
         return "closed"
