@@ -6,6 +6,9 @@ Every failure is counted once, under its `reason`, never as a response; the clie
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -32,7 +35,8 @@ pytestmark = pytest.mark.e2e
 @contextmanager
 def multi_proxy(tmp: Path, upstreams: dict[str, str], *args: str) -> Iterator[tuple[Process, dict[str, int]]]:
     """One proxy, one listener per upstream; each upstream's region label is its dict key,
-    so every case is counted in its own series. Yields the proxy and {region: listen port}."""
+    so every case is counted in its own series (regions map by host:port: upstreams must
+    differ in it). Yields the proxy and {region: listen port}."""
     regions = list(upstreams)
     ports = {region: free_port() for region in regions[1:]}
     argv: list[str] = []
@@ -59,6 +63,50 @@ def errors_by_reason(samples: dict, region: str) -> dict[str, float]:
         if name == "sinch_sms_upstream_errors_total" and labels["region"] == region and value:
             found[labels["reason"]] = found.get(labels["reason"], 0) + value
     return found
+
+
+@contextmanager
+def closing_listener() -> Iterator[int]:
+    """A TCP server that accepts every connection and closes it at once (mid TLS handshake)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A port whose SYNs go unanswered, like a firewalled host: a listener that never accepts,
+    its accept queue already full, so the kernel drops further connection attempts."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as server:
+        port = server.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        time.sleep(0.2)
+        with socket.socket() as probe:
+            probe.settimeout(1.0)
+            with pytest.raises(OSError):  # the precondition: a connect here hangs (TimeoutError)
+                probe.connect(("127.0.0.1", port))
+        try:
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 # --- connection failures: refused, DNS, TLS -----------------------------------------------
@@ -89,10 +137,15 @@ def test_connection_failures_are_counted_once_under_their_reason(tmp_path, pki) 
         upstreams = {name: f"https://127.0.0.1:{sim.ports['http']}" for name, sim in sims.items()}
         upstreams["refused"] = f"http://127.0.0.1:{dead}"
         upstreams["nxdomain"] = "http://sinch-sms-exporter-test.invalid"  # RFC 2606: never resolves
+        upstreams["hangup"] = f"https://127.0.0.1:{stack.enter_context(closing_listener())}"
         proxy, ports = stack.enter_context(multi_proxy(tmp_path, upstreams, "--upstream-ca", str(pki.cert_file)))
 
         assert post(ports["good"])[0] == 201
-        expected = {"expired": "tls", "wrongname": "tls", "untrusted": "tls", "refused": "connect", "nxdomain": "dns"}
+        expected = {
+            **dict.fromkeys(("expired", "wrongname", "untrusted", "hangup"), "tls"),
+            "refused": "connect",
+            "nxdomain": "dns",
+        }
         for region in expected:
             status, body = post(ports[region])
             assert status == 502, (region, body)
@@ -109,3 +162,34 @@ def test_connection_failures_are_counted_once_under_their_reason(tmp_path, pki) 
         samples = scrape(proxy.ports["metrics"])
         assert total(samples, "sinch_sms_responses_total", region="refused", code="blocked_account") == 1
         assert total(samples, "sinch_sms_upstream_errors_total") == len(expected)
+
+
+# --- no answer in time: --upstream-timeout ------------------------------------------------
+
+
+def test_an_upstream_that_never_answers_is_cut_at_the_timeout(tmp_path) -> None:
+    """Silent at every stage (no SYN-ACK, no TLS ServerHello, no HTTP answer): 502 after the
+    timeout, reason="timeout" once; the same listener then serves the next request."""
+    timeout = 1.0
+    with ExitStack() as stack:
+        sim, plain = (stack.enter_context(running(start_simulator(tmp_path))) for _ in range(2))
+        upstreams = {
+            "silent": f"http://127.0.0.1:{sim.ports['http']}",  # answers only what it is asked to
+            "blackhole": f"http://127.0.0.1:{stack.enter_context(black_hole())}",
+            # TLS to a plain-HTTP server: it waits for a request line that never comes.
+            "handshake": f"https://127.0.0.1:{plain.ports['http']}",
+        }
+        proxy, ports = stack.enter_context(multi_proxy(tmp_path, upstreams, "--upstream-timeout", str(timeout)))
+        results = {}
+        for region in upstreams:
+            started = time.monotonic()
+            results[region] = (post(ports[region], "hang", timeout=60)[0], time.monotonic() - started)
+        samples = scrape(proxy.ports["metrics"])
+        for region, (status, elapsed) in results.items():
+            assert status == 502, region
+            # the deadline checks every timeout/4 (≥ 50 ms): cut between 1 s and a loaded-machine 15 s
+            assert timeout <= elapsed < 15, (region, elapsed)
+            assert errors_by_reason(samples, region) == {"timeout": 1}, region
+        assert total(samples, "sinch_sms_responses_total") == 0
+        assert post(ports["silent"], "403:blocked_account")[0] == 403
+        assert total(scrape(proxy.ports["metrics"]), "sinch_sms_responses_total", region="silent", status="403") == 1

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 
-from mitmproxy import ctx, http
+from mitmproxy import connection, ctx, http
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +76,34 @@ def _abort_upstream(flow: http.HTTPFlow) -> None:
     instead, so a hung upstream never holds the client forever.
     """
     try:
-        handler = ctx.master.addons.get("proxyserver").connections[flow.client_conn.id]
-        handler.transports[flow.server_conn].handler.cancel("sinch upstream timeout")
+        transports = ctx.master.addons.get("proxyserver").connections[flow.client_conn.id].transports
+        pending = _upstream_connections(flow, transports)
+        if not pending:
+            raise LookupError("no upstream connection")
+        for conn in pending:
+            transports[conn].handler.cancel("sinch upstream timeout")
     except Exception:  # noqa: BLE001 - mitmproxy internals; fall back to killing the flow
         logger.warning("upstream timeout: cannot abort the upstream connection, killing the flow")
         if flow.killable:
             flow.kill()
+
+
+def _upstream_connections(flow: http.HTTPFlow, transports: dict) -> list[connection.Server]:
+    """The flow's upstream connection, connected or still connecting.
+
+    mitmproxy attaches a new upstream connection to the flow (`flow.server_conn`) only once
+    TCP connect and TLS handshake have succeeded; until then (a black-holed SYN, a server
+    that accepts but never finishes the handshake) it is found among the client handler's
+    unfinished connections to the flow's upstream address.
+    """
+    if flow.server_conn in transports:
+        return [flow.server_conn]
+    address = (flow.request.host, flow.request.port)
+    return [
+        conn
+        for conn in transports
+        if isinstance(conn, connection.Server)
+        and conn.address == address
+        and (conn.timestamp_tcp_setup is None or (conn.tls and conn.timestamp_tls_setup is None))
+        and transports[conn].handler is not None
+    ]
