@@ -156,6 +156,17 @@ def prometheus() -> str | None:
     return shutil.which("prometheus")
 
 
+#: Debian package of each system tool the tests drive (.ci/run installs them).
+_DEBIAN_PACKAGES = {
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
+    "alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
+    "hey": "hey",
+    "nginx": "nginx-light",
+}
+
+
 def system_tool(name: str) -> str:
     """Path of a Debian-packaged tool (promtool, prometheus, …) a test drives for real.
 
@@ -165,7 +176,8 @@ def system_tool(name: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} is not installed (Debian package: prometheus / prometheus-alertmanager / hey / nginx-light)"
+    package = _DEBIAN_PACKAGES.get(name, name)
+    message = f"{name} is not installed (Debian package {package}: apt-get install {package})"
     if os.environ.get("SINCH_REQUIRE_SYSTEM_TOOLS") == "1":
         pytest.fail(f"{message}, and SINCH_REQUIRE_SYSTEM_TOOLS=1 says it must run")
     pytest.skip(message)
