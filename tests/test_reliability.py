@@ -6,14 +6,22 @@ Every failure is counted once, under its `reason`, never as a response; the clie
 
 from __future__ import annotations
 
+import gzip
+import http.client as httpclient
+import json
+import random
 import socket
 import threading
 import time
+import zlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import brotli
 import pytest
+import zstandard
 
 from certs import CA
 from helpers import (
@@ -28,6 +36,7 @@ from helpers import (
     total,
     wait_for_port,
 )
+from sinch_sms_exporter import catalog, routes, simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -193,3 +202,203 @@ def test_an_upstream_that_never_answers_is_cut_at_the_timeout(tmp_path) -> None:
         assert total(samples, "sinch_sms_responses_total") == 0
         assert post(ports["silent"], "403:blocked_account")[0] == 403
         assert total(scrape(proxy.ports["metrics"]), "sinch_sms_responses_total", region="silent", status="403") == 1
+
+
+# --- cut short: drop, reset, cut mid-body --------------------------------------------------
+
+
+def test_closed_resets_and_cuts_are_counted_once_as_closed(tmp_path) -> None:
+    with (
+        running(start_simulator(tmp_path)) as sim,
+        running(start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}")) as proxy,
+    ):
+        port = proxy.ports["listen"]
+        # One endpoint per fault, so each is seen in its own series.
+        faults = {"drop": "batches", "reset": "groups", "cut": "inbounds", "gzip:chunked:cut": "delivery_reports"}
+        for fault, endpoint in faults.items():
+            status, _, _ = http("POST", f"http://127.0.0.1:{port}{PLAN}/{endpoint}", b"{}", {"X-Sinch-Sim": fault})
+            assert status == 502, fault
+            assert http("GET", f"http://127.0.0.1:{port}{PLAN}/{endpoint}")[0] == 200  # and it keeps serving
+        samples = scrape(proxy.ports["metrics"])
+        for fault, endpoint in faults.items():
+            assert total(samples, "sinch_sms_upstream_errors_total", endpoint=endpoint) == 1, fault
+            assert total(samples, "sinch_sms_upstream_errors_total", endpoint=endpoint, reason="closed") == 1, fault
+            assert total(samples, "sinch_sms_responses_total", endpoint=endpoint) == 1  # the GET after it
+        assert total(samples, "sinch_sms_responses_total", method="POST") == 0
+
+
+# --- slow answers hold up nobody ------------------------------------------------------------
+
+
+def test_a_slow_answer_does_not_hold_up_other_requests(tmp_path) -> None:
+    slow_seconds = 4.0
+    with (
+        running(start_simulator(tmp_path)) as sim,
+        running(start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}")) as proxy,
+    ):
+        port = proxy.ports["listen"]
+        slow = httpclient.HTTPConnection("127.0.0.1", port, timeout=60)
+        slow_started = time.monotonic()
+        # The request is on the proxy's socket before any fast request starts.
+        slow.request("POST", f"{PLAN}/batches", b"{}", {"X-Sinch-Sim": f"slow:{slow_seconds}"})
+        slow_result: dict[str, float] = {}
+
+        def wait_slow() -> None:
+            slow_result["status"] = slow.getresponse().status
+            slow_result["ended"] = time.monotonic()
+
+        waiter = threading.Thread(target=wait_slow)
+        waiter.start()
+
+        fast: list[tuple[int, float, float]] = []  # (status, started, ended)
+
+        def fast_client() -> None:
+            for _ in range(10):
+                started = time.monotonic()
+                status = http("GET", f"http://127.0.0.1:{port}{PLAN}/batches", timeout=30)[0]
+                fast.append((status, started, time.monotonic()))
+
+        clients = [threading.Thread(target=fast_client) for _ in range(4)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        waiter.join(timeout=60)
+        slow.close()
+
+        assert slow_result["status"] == 201
+        assert slow_result["ended"] - slow_started >= slow_seconds
+        assert [status for status, _, _ in fast] == [200] * 40
+        # Every fast request was answered while the slow one was still pending, and quickly.
+        assert max(ended for _, _, ended in fast) < slow_result["ended"]
+        assert max(ended - started for _, started, ended in fast) < slow_seconds / 2
+        samples = scrape(proxy.ports["metrics"])
+        assert total(samples, "sinch_sms_responses_total") == 41
+        # The slow answer is observed where it belongs: above 2.5 s, within 5 s.
+        slow_labels = dict(region="us", endpoint="batches", method="POST", status_class="2xx")
+        assert total(samples, "sinch_sms_request_duration_seconds_bucket", **slow_labels, le="2.5") == 0
+        assert total(samples, "sinch_sms_request_duration_seconds_bucket", **slow_labels, le="5.0") == 1
+
+
+def test_many_slow_answers_are_waited_for_in_parallel(tmp_path) -> None:
+    with (
+        running(start_simulator(tmp_path)) as sim,
+        running(start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}")) as proxy,
+    ):
+        port = proxy.ports["listen"]
+        statuses: list[int] = []
+        started = time.monotonic()
+        threads = [threading.Thread(target=lambda: statuses.append(post(port, "slow:2")[0])) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        assert statuses == [201] * 16
+        assert elapsed < 10, elapsed  # one after the other: 32 s
+        assert total(scrape(proxy.ports["metrics"]), "sinch_sms_responses_total", status="201") == 16
+
+
+# --- exact accounting under concurrency --------------------------------------------------------
+
+MIXED_ANSWERS: tuple[str, ...] = (
+    *simulator.CATALOG_ANSWERS,  # success, every catalog code, 401 404 405 415 429 500 503
+    *(f"{encoding}:{info.status}:{info.code}" for encoding in simulator.ENCODINGS for info in catalog.CODES.values()),
+    "chunked:403:blocked_account",
+    "br:chunked:400:syntax_invalid_json",
+    "chunked:ok",
+    "gzip:ok",
+    "garbage",
+    "novel:quota_exceeded",
+    "novel:sender_id_blocked",
+    "502",
+    "504",
+)
+CLIENTS = 32
+REQUESTS_PER_CLIENT = 150
+DECODERS = {"gzip": gzip.decompress, "br": brotli.decompress, "deflate": zlib.decompress,
+            "zstd": lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b)}  # fmt: skip
+
+
+def received_code(status: int, headers: httpclient.HTTPMessage, body: bytes) -> str:
+    """The code the client got, read from the answer like any client would."""
+    if status < 400 or not body:
+        return ""
+    encoding = headers.get("Content-Encoding")
+    if encoding:
+        body = DECODERS[encoding](body)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    return document.get("code", "") if isinstance(document, dict) else ""
+
+
+def test_every_answer_is_counted_exactly_under_concurrency(tmp_path) -> None:
+    """32 clients x 150 mixed requests (every endpoint, methods, statuses, codes, encodings,
+    keep-alive and not) at once: the counters equal what the clients received, per
+    status and code, per endpoint and method, and in the latency histogram."""
+    paths = [
+        "/".join("01FC66621XXXXX" if s.startswith("{") else s for s in t.split("/")) for t in routes.ENDPOINT_TEMPLATES
+    ]
+    received: Counter[tuple[str, str]] = Counter()
+    routes_seen: Counter[tuple[str, str]] = Counter()
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def client(seed: int, port: int) -> None:
+        rng = random.Random(seed)
+        conn = httpclient.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            for i in range(REQUESTS_PER_CLIENT):
+                answer = rng.choice(MIXED_ANSWERS)
+                path, template = rng.choice(list(zip(paths, routes.ENDPOINT_TEMPLATES, strict=True)))
+                method = rng.choice(("GET", "POST", "PUT", "DELETE", "PATCH"))
+                headers = {"X-Sinch-Sim": answer, "Authorization": "Bearer test", "Content-Type": "application/json"}
+                if i % 10 == 9:
+                    headers["Connection"] = "close"
+                conn.request(method, f"{PLAN}/{path}", b'{"to": ["+15551231234"]}', headers)
+                response = conn.getresponse()
+                body = response.read()
+                code = received_code(response.status, response.headers, body)
+                with lock:
+                    received[(str(response.status), code)] += 1
+                    routes_seen[(template, method)] += 1
+                if response.will_close:
+                    conn.close()
+                    conn = httpclient.HTTPConnection("127.0.0.1", port, timeout=60)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)
+        finally:
+            conn.close()
+
+    with (
+        running(start_simulator(tmp_path)) as sim,
+        running(start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}")) as proxy,
+    ):
+        threads = [threading.Thread(target=client, args=(seed, proxy.ports["listen"])) for seed in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures[:3]
+        samples = scrape(proxy.ports["metrics"])
+
+    answers = CLIENTS * REQUESTS_PER_CLIENT
+    assert sum(received.values()) == answers
+    assert "502" not in {status for status, _ in received} or ("502", "") in received  # the 502s are the upstream's
+    counted: Counter[tuple[str, str]] = Counter()
+    counted_routes: Counter[tuple[str, str]] = Counter()
+    for (name, labels), value in samples.items():
+        if name == "sinch_sms_responses_total" and value:
+            labels = dict(labels)
+            counted[(labels["status"], labels["code"])] += int(value)
+            counted_routes[(labels["endpoint"], labels["method"])] += int(value)
+    assert counted == received
+    assert counted_routes == routes_seen
+    assert total(samples, "sinch_sms_request_duration_seconds_count") == answers
+    assert total(samples, "sinch_sms_upstream_errors_total") == 0
+    assert total(samples, "sinch_sms_client_aborts_total") == 0
+    # The mix really was mixed: every catalog code and several statuses were seen.
+    assert {info.code for info in catalog.CODES.values()} <= {code for _, code in received}
+    assert {"200", "201", "404", "429", "500", "503"} <= {status for status, _ in received}
