@@ -231,9 +231,15 @@ def test_provisioning_files() -> None:
     assert datasource["isDefault"] is True
     (provider,) = yaml.load((prov / "dashboards" / "sinch-sms.yml").read_text())["providers"]
     assert provider["type"] == "file"
-    # The mount point the compose stack and docs/dashboards.md use.
-    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/sinch-sms"
-    assert provider["options"]["path"] in (REPO / "docs" / "dashboards.md").read_text()
+    # The mount points docs/dashboards.md documents and the compose stack uses.
+    path = provider["options"]["path"]
+    assert path == "/var/lib/grafana/dashboards"
+    assert f"`{path}`" in (REPO / "docs" / "dashboards.md").read_text()
+    compose = REPO / "docker-compose.yml"
+    if compose.exists():
+        volumes = yaml.load(compose.read_text())["services"]["grafana"]["volumes"]
+        assert f"./dashboards:{path}:ro" in volumes
+        assert "./dashboards/provisioning:/etc/grafana/provisioning:ro" in volumes
 
 
 # --- against a real Prometheus scraping the real proxy --------------------------------------------
