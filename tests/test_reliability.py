@@ -315,7 +315,7 @@ MIXED_ANSWERS: tuple[str, ...] = (
     "504",
 )
 CLIENTS = 32
-REQUESTS_PER_CLIENT = 150
+REQUESTS_PER_CLIENT = 200
 DECODERS = {"gzip": gzip.decompress, "br": brotli.decompress, "deflate": zlib.decompress,
             "zstd": lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b)}  # fmt: skip
 
@@ -335,7 +335,7 @@ def received_code(status: int, headers: httpclient.HTTPMessage, body: bytes) -> 
 
 
 def test_every_answer_is_counted_exactly_under_concurrency(tmp_path) -> None:
-    """32 clients x 150 mixed requests (every endpoint, methods, statuses, codes, encodings,
+    """32 clients x 200 mixed requests (every endpoint, methods, statuses, codes, encodings,
     keep-alive and not) at once: the counters equal what the clients received, per
     status and code, per endpoint and method, and in the latency histogram."""
     paths = [
@@ -386,7 +386,6 @@ def test_every_answer_is_counted_exactly_under_concurrency(tmp_path) -> None:
 
     answers = CLIENTS * REQUESTS_PER_CLIENT
     assert sum(received.values()) == answers
-    assert "502" not in {status for status, _ in received} or ("502", "") in received  # the 502s are the upstream's
     counted: Counter[tuple[str, str]] = Counter()
     counted_routes: Counter[tuple[str, str]] = Counter()
     for (name, labels), value in samples.items():
