@@ -1,0 +1,404 @@
+"""`make stack`: the docker-compose topology natively, on one machine, without Docker.
+
+The Sinch simulator, the proxy in front of it, the demo traffic (traffic.py, as `make demo`),
+a real Prometheus running the repo's prometheus/prometheus.yml and rules, and, where Debian's
+prometheus-alertmanager is installed, Alertmanager with the repo's alertmanager/alertmanager.yml
+and a local "pager" that prints every notification. So the alerts fire for real, as in compose.
+
+The repo's configs name compose services (`proxy:19880`, `alertmanager:9093`); this module
+rewrites a copy of them for 127.0.0.1 ports (and absolute rule paths) under the work directory.
+A target it cannot map is an error, so the two stacks cannot drift apart silently.
+`--rate 0` sends no traffic at all: the tests drive the requests themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from sinch_sms_exporter import demo, simulator, traffic
+
+PLAN = "STACKPLAN0123456789"
+#: compose service name → the stack's component that plays it (rewritten to 127.0.0.1:port).
+COMPOSE_SERVICES = ("proxy", "alertmanager", "prometheus", "localhost")
+PLACEHOLDER_SUFFIX = ".invalid"  # alertmanager.yml's placeholder webhook host
+
+
+class StackError(RuntimeError):
+    """Reported in one line; exit status 1."""
+
+
+def find_repo(start: Path | None = None) -> Path:
+    """The checkout whose prometheus/ and alertmanager/ configs to run: the working directory
+    (`make stack` runs there), else the one this package lives in (an editable install)."""
+    for candidate in (start or Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (candidate / "prometheus" / "prometheus.yml").is_file():
+            return candidate
+    raise StackError("no prometheus/prometheus.yml here: run from the sinch-sms-exporter checkout (or give --repo)")
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="safe")
+    yaml.default_flow_style = False
+    return yaml
+
+
+def prometheus_config(
+    repo: Path, addresses: dict[str, str], interval: float | None, with_alertmanager: bool
+) -> dict[str, Any]:
+    """The repo's prometheus.yml with every compose target mapped to `addresses`
+    ({"proxy:19880": "127.0.0.1:8080", …}) and the rule files as absolute paths."""
+    config_path = repo / "prometheus" / "prometheus.yml"
+    config = _yaml().load(config_path.read_text()) or {}
+    config["rule_files"] = [str((config_path.parent / f).resolve()) for f in config.get("rule_files", [])]
+    if interval:
+        config.setdefault("global", {}).update(scrape_interval=f"{interval:g}s", evaluation_interval=f"{interval:g}s")
+
+    def mapped(targets: list[str]) -> list[str]:
+        unknown = [t for t in targets if t not in addresses]
+        if unknown:
+            raise StackError(f"{config_path}: no native stand-in for target(s) {', '.join(unknown)}")
+        return [addresses[t] for t in targets]
+
+    if not with_alertmanager:
+        config.pop("alerting", None)
+    for alerting in (config.get("alerting") or {}).get("alertmanagers", []):
+        for static in alerting.get("static_configs", []):
+            static["targets"] = mapped(static["targets"])
+    jobs = []
+    for job in config.get("scrape_configs", []):
+        targets = [t for static in job.get("static_configs", []) for t in static.get("targets", [])]
+        if not with_alertmanager and all(t.split(":")[0] == "alertmanager" for t in targets):
+            continue  # nothing plays that part here
+        for static in job.get("static_configs", []):
+            static["targets"] = mapped(static["targets"])
+        jobs.append(job)
+    config["scrape_configs"] = jobs
+    return config
+
+
+def alertmanager_config(repo: Path, pager_url: str) -> dict[str, Any]:
+    """The repo's alertmanager.yml, its placeholder webhook URLs pointing at the local pager."""
+    config = _yaml().load((repo / "alertmanager" / "alertmanager.yml").read_text()) or {}
+    for receiver in config.get("receivers", []):
+        for webhook in receiver.get("webhook_configs", []):
+            host = webhook.get("url", "").split("/")[2:3]
+            if host and host[0].split(":")[0].endswith(PLACEHOLDER_SUFFIX):
+                webhook["url"] = pager_url
+    return config
+
+
+class Pager:
+    """A webhook receiver playing the paging system: prints each notification and appends it
+    (receiver, status, alert labels) to pages.jsonl."""
+
+    def __init__(self, port: int, log: Path, echo: Callable[[str], None]) -> None:
+        pager = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.end_headers()
+                with contextlib.suppress(ValueError):
+                    pager.record(json.loads(body))
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+        self.log, self.echo = log, echo
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def record(self, payload: dict[str, Any]) -> None:
+        with self.lock, open(self.log, "a") as out:
+            for alert in payload.get("alerts", []):
+                labels = alert.get("labels", {})
+                entry = {"receiver": payload.get("receiver"), "status": alert.get("status"), "labels": labels}
+                out.write(json.dumps(entry) + "\n")
+                where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
+                self.echo(f"PAGE via {entry['receiver']}: {entry['status']} {labels.get('alertname')} ({where})")
+
+    def __enter__(self) -> Pager:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Child:
+    """A component process; its output goes to a log file, shown when it fails."""
+
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def check(self) -> None:
+        if self.popen.poll() is not None:
+            raise StackError(f"{self.name} exited with status {self.popen.returncode}:\n{self.tail()}")
+
+
+@contextlib.contextmanager
+def child(name: str, argv: list[str], workdir: Path) -> Iterator[Child]:
+    log = workdir / f"{name}.log"
+    with open(log, "wb") as out:
+        proc = Child(name, subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir), log)
+    try:
+        yield proc
+    finally:
+        if proc.popen.poll() is None:
+            proc.popen.terminate()
+            try:
+                proc.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+
+
+def wait_ready(proc: Child, url: str | None = None, port: int | None = None, timeout: float = 30.0) -> None:
+    """Until `url` answers 200 (or `port` accepts a connection), or the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.check()
+        with contextlib.suppress(OSError):
+            if url:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            elif port:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+        time.sleep(0.1)
+    raise StackError(f"{proc.name} not ready after {timeout:.0f} s:\n{proc.tail()}")
+
+
+def alertmanager_binary() -> str | None:
+    """Debian names it prometheus-alertmanager; upstream's tarball, alertmanager."""
+    return shutil.which("alertmanager") or shutil.which("prometheus-alertmanager")
+
+
+def firing_alerts(prometheus_port: int) -> list[str]:
+    """`alertname{region}` of the alerts firing in Prometheus (its /api/v1/alerts)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/api/v1/alerts", timeout=5) as response:
+        alerts = json.load(response)["data"]["alerts"]
+    return sorted(
+        f"{a['labels']['alertname']}{{{a['labels'].get('region', '')}}}" for a in alerts if a["state"] == "firing"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="make stack", description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--repo", type=Path, help="checkout with prometheus/ and alertmanager/ (default: here)")
+    add("--workdir", type=Path, help="configs, logs, TSDB (default: REPO/.run/stack, emptied first)")
+    add("--simulator-port", type=int, default=9800)
+    add("--listen-port", type=int, default=8080, help="the proxy")
+    add("--metrics-port", type=int, default=19880, help="the proxy's /metrics")
+    add("--prometheus-port", type=int, default=9090)
+    add("--alertmanager-port", type=int, default=9093)
+    add("--pager-port", type=int, default=19881, help="the local webhook receiver Alertmanager pages")
+    add("--no-alertmanager", action="store_true", help="run without Alertmanager even where installed")
+    add("--interval", type=float, help="scrape and evaluation interval in seconds (default: the config's)")
+    add("--rate", type=float, default=20.0, help="demo requests per second (0: no traffic at all)")
+    add("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
+    add("--report-every", type=float, default=15.0, help="seconds between status lines")
+    return parser
+
+
+def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
+    repo = (args.repo or find_repo()).resolve()
+    prometheus = shutil.which("prometheus")
+    if not prometheus:
+        raise StackError("prometheus is not installed (Debian: apt-get install prometheus); `make demo` needs none")
+    alertmanager = None if args.no_alertmanager else alertmanager_binary()
+    workdir = (args.workdir or repo / ".run" / "stack").resolve()
+    if args.workdir is None and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    loopback = "127.0.0.1:{}".format
+    addresses = {
+        "proxy:19880": loopback(args.metrics_port),
+        "localhost:9090": loopback(args.prometheus_port),
+        "prometheus:9090": loopback(args.prometheus_port),
+        "alertmanager:9093": loopback(args.alertmanager_port),
+    }
+    yaml = _yaml()
+    with open(workdir / "prometheus.yml", "w") as out:
+        yaml.dump(prometheus_config(repo, addresses, args.interval, alertmanager is not None), out)
+    pager_url = f"http://127.0.0.1:{args.pager_port}/alertmanager"
+    if alertmanager:
+        with open(workdir / "alertmanager.yml", "w") as out:
+            yaml.dump(alertmanager_config(repo, pager_url), out)
+
+    python = sys.executable
+    proxy_url = f"http://127.0.0.1:{args.listen_port}"
+    with contextlib.ExitStack() as stack:
+        sim = stack.enter_context(
+            child(
+                "simulator",
+                [
+                    python,
+                    "-m",
+                    "sinch_sms_exporter.simulator",
+                    "--port",
+                    str(args.simulator_port),
+                    "--scenario",
+                    "demo",
+                ],
+                workdir,
+            )
+        )
+        proxy = stack.enter_context(
+            child(
+                "proxy",
+                [
+                    python,
+                    "-m",
+                    "sinch_sms_exporter.cli",
+                    "--upstream",
+                    f"http://127.0.0.1:{args.simulator_port}",
+                    "--region",
+                    "us",
+                    "--listen-port",
+                    str(args.listen_port),
+                    "--metrics-host",
+                    "127.0.0.1",
+                    "--metrics-port",
+                    str(args.metrics_port),
+                    "--confdir",
+                    str(workdir / "mitmproxy"),
+                    "--upstream-timeout",
+                    "10",
+                ],
+                workdir,
+            )
+        )
+        children = [sim, proxy]
+        if alertmanager:
+            stack.enter_context(Pager(args.pager_port, workdir / "pages.jsonl", echo))
+            am = stack.enter_context(
+                child(
+                    "alertmanager",
+                    [
+                        alertmanager,
+                        f"--config.file={workdir / 'alertmanager.yml'}",
+                        f"--storage.path={workdir / 'alertmanager-data'}",
+                        f"--web.listen-address=127.0.0.1:{args.alertmanager_port}",
+                        "--cluster.listen-address=",
+                    ],
+                    workdir,
+                )
+            )
+            children.append(am)
+        prom = stack.enter_context(
+            child(
+                "prometheus",
+                [
+                    prometheus,
+                    f"--config.file={workdir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+                    f"--web.listen-address=127.0.0.1:{args.prometheus_port}",
+                ],
+                workdir,
+            )
+        )
+        children.append(prom)
+
+        wait_ready(sim, port=args.simulator_port)
+        wait_ready(proxy, url=f"http://127.0.0.1:{args.metrics_port}/healthz")
+        wait_ready(proxy, port=args.listen_port)
+        if alertmanager:
+            wait_ready(am, url=f"http://127.0.0.1:{args.alertmanager_port}/-/ready")
+        wait_ready(prom, url=f"http://127.0.0.1:{args.prometheus_port}/-/ready")
+
+        echo(
+            f"stack ready (configs and logs in {workdir}):\n"
+            f"  proxy       {proxy_url}  → simulator :{args.simulator_port} (scenario demo, region us)\n"
+            f"  metrics     http://127.0.0.1:{args.metrics_port}/metrics\n"
+            f"  prometheus  http://127.0.0.1:{args.prometheus_port}/alerts  (repo's rules, job sinch-sms-exporter)\n"
+            + (
+                f"  alertmanager http://127.0.0.1:{args.alertmanager_port}  (critical → pager: printed here, "
+                f"{workdir / 'pages.jsonl'})\n"
+                if alertmanager
+                else "  alertmanager not installed (Debian: prometheus-alertmanager): alerts stay in Prometheus\n"
+            )
+            + "  grafana     none here: import dashboards/*.json into a Grafana with this Prometheus\n"
+            f"  try: curl -si -H 'X-Sinch-Sim: 403:blocked_account' {proxy_url}/xms/v1/PLAN/batches\n"
+            "Ctrl-C stops everything."
+        )
+        generator = None
+        if args.rate > 0:
+            for answer in simulator.CATALOG_ANSWERS:  # every answer once: every alert has data at once
+                traffic.send_one(proxy_url, PLAN, answer)
+            generator = traffic.Generator(proxy_url, PLAN, args.rate, 4, None, None)
+            stack.enter_context(_background(generator))
+        stopping = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the children too: not an error
+            signal.signal(sig, lambda *_: stopping.set())
+        started = last = time.monotonic()
+        while not stopping.wait(0.5):
+            for proc in children:
+                proc.check()
+            if args.duration and time.monotonic() - started >= args.duration:
+                break
+            if args.report_every and time.monotonic() - last >= args.report_every:
+                last = time.monotonic()
+                with contextlib.suppress(OSError, urllib.error.URLError, ValueError, KeyError):
+                    sent = f"answers received {generator.tally.snapshot()}; " if generator else ""
+                    echo(f"{sent}alerts firing: {', '.join(firing_alerts(args.prometheus_port)) or '-'}")
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            echo(
+                f"sinch_sms_responses_total by status and code:\n{demo.summary(f'http://127.0.0.1:{args.metrics_port}/metrics')}"
+            )
+
+
+@contextlib.contextmanager
+def _background(generator: traffic.Generator) -> Iterator[None]:
+    thread = threading.Thread(target=generator.run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        generator.stop.set()
+        thread.join(timeout=40)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args, lambda line: print(line, flush=True))
+    except StackError as exc:
+        print(f"make stack: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
