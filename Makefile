@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 TOOLS  := .tools/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help run demo test test-fast test-mitmproxy12 lint format bench system-deps tools clean
+.PHONY: help run demo stack test test-fast test-mitmproxy12 lint format bench system-deps tools clean
 
 help:
 	@echo "make run    - the proxy in front of https://us.sms.api.sinch.com (127.0.0.1:8080, metrics :19880)"
 	@echo "make demo   - proxy + Sinch simulator + realistic traffic (prints where to look)"
+	@echo "make stack  - make demo + a real Prometheus (and Alertmanager) with the repo's configs: alerts fire"
 	@echo "make test   - everything CI runs (installs Debian's prometheus if missing and root)"
 	@echo "make lint   - ruff check and format check"
 	@echo "make test-mitmproxy12 - the suite on Python 3.12 + mitmproxy 12, where a python3.12 exists"
@@ -28,6 +29,10 @@ run: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m sinch_sms_exporter.demo $(ARGS)
+
+# The docker-compose topology without Docker (sinch_sms_exporter.stack; docs/deploy.md).
+stack: $(STAMP) system-deps
+	$(BIN)/python -m sinch_sms_exporter.stack $(ARGS)
 
 # Debian packages the tests drive for real (promtool/prometheus, alertmanager, hey, nginx).
 system-deps:
