@@ -6,16 +6,19 @@ Every failure is counted once, under its `reason`, never as a response; the clie
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client as httpclient
 import json
 import random
+import re
 import socket
+import struct
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from helpers import (
     start_simulator,
     total,
     wait_for_port,
+    wait_until,
 )
 from sinch_sms_exporter import catalog, routes, simulator
 
@@ -401,3 +405,180 @@ def test_every_answer_is_counted_exactly_under_concurrency(tmp_path) -> None:
     # The mix really was mixed: every catalog code and several statuses were seen.
     assert {info.code for info in catalog.CODES.values()} <= {code for _, code in received}
     assert {"200", "201", "404", "429", "500", "503"} <= {status for status, _ in received}
+
+
+# --- transparency: what the proxy cannot parse still passes byte for byte ----------------------
+
+
+class RawUpstream:
+    """An HTTP/1.1 upstream that answers `/…/{name}` with exactly the bytes registered under
+    `name` (status line, headers, body, framing: anything the simulator would not send),
+    or runs a function on the socket (to cut or reset mid-body). One answer per connection."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, bytes | Callable[[socket.socket], None]] = {}
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            head, _, body = head.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            while length and len(body) < int(length.group(1)):
+                body += conn.recv(65536)
+            answer = self.answers[head.split(b" ", 2)[1].decode().rsplit("/", 1)[-1]]
+            if callable(answer):
+                answer(conn)
+                return
+            conn.sendall(answer)
+            # Close only once the proxy has read everything (closing with unread input would
+            # send a TCP RST, which may discard the answer's tail in flight).
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(30)
+            with contextlib.suppress(OSError):
+                while conn.recv(65536):
+                    pass
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def raw_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, chunk: int = 0) -> bytes:
+    lines = [b"HTTP/1.1 %d Whatever" % status, *(name + b": " + value for name, value in headers)]
+    if chunk:
+        lines.append(b"Transfer-Encoding: chunked")
+        pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)]
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+        payload = framed + b"0\r\n\r\n"
+    else:
+        lines.append(b"Content-Length: %d" % len(body))
+        payload = body
+    lines.append(b"Connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + payload
+
+
+def _error(code: str, pad: int = 0) -> bytes:
+    return json.dumps({"code": code, "text": "x" * pad}).encode()
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    """Deflate without the zlib wrapper: what many servers send as Content-Encoding: deflate."""
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+_NOISE = random.Random(5).randbytes
+JSON = [(b"Content-Type", b"application/json")]
+# name: (status, headers, body, chunk size (0: Content-Length), the code it is counted with)
+ODD_ANSWERS: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes, int, str]] = {
+    "nonutf8": (403, JSON, b'{"code": "blocked_\xff\xfe"}' + bytes(range(256)), 0, ""),
+    "utf16": (403, JSON, _error("blocked_account").decode().encode("utf-16"), 0, "blocked_account"),
+    "badgzip": (403, [*JSON, (b"Content-Encoding", b"gzip")], b"\x1f\x8b\x08\x00 not gzip at all", 0, ""),
+    "gzip": (403, [(b"Content-Encoding", b"gzip")], gzip.compress(_error("unknown_group")), 0, "unknown_group"),
+    "rawdeflate": (400, [(b"Content-Encoding", b"deflate")],
+                   _raw_deflate(_error("syntax_invalid_json")), 0, "syntax_invalid_json"),
+    # 16 MiB of zeros in 16 KiB of gzip: parsed only up to the limit, passed on whole.
+    "bomb": (403, [(b"Content-Encoding", b"gzip")], gzip.compress(b"\0" * (16 << 20)), 0, ""),
+    "huge403": (403, [(b"Content-Type", b"application/octet-stream")], _NOISE(3 << 20), 0, ""),
+    "chunked403": (403, JSON, _error("blocked_account", 300_000), 7_000, ""),  # over the 64 KiB limit
+    "chunkedgzip403": (403, [(b"Content-Encoding", b"gzip")], gzip.compress(_NOISE(200_000)), 4_096, ""),
+    "smallchunked403": (403, JSON, _error("missing_callback_url"), 7, "missing_callback_url"),
+    "huge200": (200, JSON, _NOISE(8 << 20), 0, ""),
+    "chunked200": (200, JSON, _NOISE(1 << 20), 10_000, ""),
+    "binary500": (500, [(b"Content-Type", b"text/html")], _NOISE(10_000), 0, ""),
+    "empty204": (204, [], b"", 0, ""),
+    "oddheaders": (403, [(b"X-Dup", b"1"), (b"x-dup", b"2"), (b"cOnTeNt-TyPe", b"application/json"),
+                         (b"X-Latin1", b"caf\xe9"), (b"X-Empty", b"")], _error("illegal_number_type"), 0,
+                   "illegal_number_type"),
+}  # fmt: skip
+
+
+def test_odd_answers_pass_byte_for_byte_and_count_once(tmp_path) -> None:
+    """Non-UTF-8, UTF-16, corrupt gzip, raw deflate, bombs, huge and chunked bodies over the
+    body limit, odd headers: the client gets exactly what the upstream sent (status, every
+    header in order and case, body bytes still encoded), and each is counted once."""
+    upstream = RawUpstream()
+    for name, (status, headers, body, chunk, _) in ODD_ANSWERS.items():
+        upstream.answers[name] = raw_response(status, headers, body, chunk)
+    try:
+        with running(start_proxy(tmp_path, f"http://127.0.0.1:{upstream.port}")) as proxy:
+            for name, (status, headers, body, chunk, _) in ODD_ANSWERS.items():
+                conn = httpclient.HTTPConnection("127.0.0.1", proxy.ports["listen"], timeout=60)
+                conn.request("POST", f"{PLAN}/batches/{name}", b"{}")
+                response = conn.getresponse()
+                got = (response.status, response.getheaders(), response.read())
+                conn.close()
+                framing = ("Transfer-Encoding", "chunked") if chunk else ("Content-Length", str(len(body)))
+                sent = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
+                assert got[0] == status, name
+                assert got[1] == [*sent, framing, ("Connection", "close")], name
+                assert got[2] == body, name
+            samples = scrape(proxy.ports["metrics"])
+    finally:
+        upstream.close()
+    for name, (status, _, _, _, code) in ODD_ANSWERS.items():
+        labels = dict(endpoint="batches/{batch_id}", status=str(status), code=code)
+        assert total(samples, "sinch_sms_responses_total", **labels) >= 1, name
+    by_status = Counter(str(status) for status, *_ in ODD_ANSWERS.values())
+    by_code = Counter(code for *_, code in ODD_ANSWERS.values())
+    for status, count in by_status.items():
+        assert total(samples, "sinch_sms_responses_total", status=status) == count
+    for code, count in by_code.items():
+        assert total(samples, "sinch_sms_responses_total", code=code) == count
+    assert total(samples, "sinch_sms_upstream_errors_total") == 0
+
+
+def _send_then(conn: socket.socket, head: bytes, body: bytes, reset: bool) -> None:
+    conn.sendall(head + body)
+    time.sleep(0.3)  # let the proxy pass the first bytes on before the end
+    if reset:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_an_answer_cut_mid_body_is_closed_never_a_response(tmp_path) -> None:
+    """A big answer whose headers (and some body) already reached the client: the client sees
+    the connection end early (it cannot get a 502 any more); counted once as closed."""
+    upstream = RawUpstream()
+    cases = {"cut200": (200, False), "reset200": (200, True), "cut403": (403, False), "reset403": (403, True)}
+    for name, (status, reset) in cases.items():
+        head = raw_response(status, JSON, b"")[: -len(b"Content-Length: 0\r\nConnection: close\r\n\r\n")]
+        head += b"Content-Length: %d\r\n\r\n" % (4 << 20)
+        upstream.answers[name] = lambda conn, head=head, reset=reset: _send_then(conn, head, _NOISE(1 << 20), reset)
+    try:
+        with running(start_proxy(tmp_path, f"http://127.0.0.1:{upstream.port}")) as proxy:
+            for name, (status, _) in cases.items():
+                conn = httpclient.HTTPConnection("127.0.0.1", proxy.ports["listen"], timeout=60)
+                conn.request("GET", f"{PLAN}/batches/{name}")
+                response = conn.getresponse()
+                assert response.status == status, name  # the headers were already on their way
+                with pytest.raises((httpclient.IncompleteRead, ConnectionError)):
+                    response.read()
+                conn.close()
+            samples = wait_until(
+                lambda: (
+                    (s := scrape(proxy.ports["metrics"]))
+                    and total(s, "sinch_sms_upstream_errors_total") >= len(cases)
+                    and s
+                ),
+                what="four upstream errors",
+            )
+    finally:
+        upstream.close()
+    assert total(samples, "sinch_sms_upstream_errors_total", reason="closed") == len(cases)
+    assert total(samples, "sinch_sms_upstream_errors_total") == len(cases)
+    assert total(samples, "sinch_sms_responses_total") == 0
