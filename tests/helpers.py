@@ -167,7 +167,7 @@ _DEBIAN_PACKAGES = {
 }
 
 
-def system_tool(name: str) -> str:
+def system_tool(name: str, install: str | None = None) -> str:
     """Path of a Debian-packaged tool (promtool, prometheus, …) a test drives for real.
 
     Missing tool: the test skips and says which package to install, except in CI
@@ -177,7 +177,7 @@ def system_tool(name: str) -> str:
     if path:
         return path
     package = _DEBIAN_PACKAGES.get(name, name)
-    message = f"{name} is not installed (Debian package {package}: apt-get install {package})"
+    message = f"{name} is not installed ({install or f'Debian package {package}: apt-get install {package}'})"
     if os.environ.get("SINCH_REQUIRE_SYSTEM_TOOLS") == "1":
         pytest.fail(f"{message}, and SINCH_REQUIRE_SYSTEM_TOOLS=1 says it must run")
     pytest.skip(message)
