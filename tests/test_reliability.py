@@ -582,3 +582,30 @@ def test_an_answer_cut_mid_body_is_closed_never_a_response(tmp_path) -> None:
     assert total(samples, "sinch_sms_upstream_errors_total", reason="closed") == len(cases)
     assert total(samples, "sinch_sms_upstream_errors_total") == len(cases)
     assert total(samples, "sinch_sms_responses_total") == 0
+
+
+# --- novel codes: the series count stays under the cap ---------------------------------------
+
+
+def test_hundreds_of_novel_codes_stay_under_the_cap(tmp_path) -> None:
+    cap = 50  # the default --code-cap
+    novel = [f"novel_code_{i:03d}" for i in range(300)]
+    with (
+        running(start_simulator(tmp_path)) as sim,
+        running(start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}")) as proxy,
+    ):
+        port = proxy.ports["listen"]
+        for code in novel:  # in order: the first `cap` codes are the ones kept
+            assert post(port, f"novel:{code}")[0] == 400
+        for code in novel[:cap]:  # kept codes stay kept
+            assert post(port, f"novel:{code}")[0] == 400
+        post(port, "403:blocked_account")  # and catalog codes always pass
+        samples = scrape(proxy.ports["metrics"])
+    series = {
+        dict(labels)["code"]: value for (name, labels), value in samples.items() if name == "sinch_sms_responses_total"
+    }
+    assert set(series) == {*novel[:cap], "other", "blocked_account"}
+    assert all(series[code] == 2 for code in novel[:cap])
+    assert series["other"] == len(novel) - cap
+    assert total(samples, "sinch_sms_exporter_label_overflow_total", label="code") == len(novel) - cap
+    assert total(samples, "sinch_sms_responses_total") == len(novel) + cap + 1
