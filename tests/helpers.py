@@ -87,10 +87,17 @@ def start_simulator(tmp: Path, *args: str, port: int | None = None) -> Process:
 
 
 def start_proxy(
-    tmp: Path, upstream: str, *args: str, region: str | None = "us", env: dict[str, str] | None = None
+    tmp: Path,
+    upstream: str,
+    *args: str,
+    region: str | None = "us",
+    env: dict[str, str] | None = None,
+    ports: tuple[int, int] | None = None,
 ) -> Process:
-    """Start sinch-sms-proxy in front of `upstream`; wait until both its ports answer."""
-    listen, metrics = free_port(), free_port()
+    """Start sinch-sms-proxy in front of `upstream`; wait until both its ports answer.
+
+    `ports` (listen, metrics) restarts a proxy where an earlier one listened; default: free ports."""
+    listen, metrics = ports or (free_port(), free_port())
     argv = [PROXY, "--upstream", upstream, "--listen-port", str(listen), "--metrics-port", str(metrics),
             "--metrics-host", "127.0.0.1", "--confdir", str(tmp / "mitmproxy"), *args]  # fmt: skip
     if region:
