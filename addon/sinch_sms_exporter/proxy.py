@@ -17,6 +17,7 @@ from typing import Any
 from mitmproxy import master, options
 from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
 
+from sinch_sms_exporter import logredact
 from sinch_sms_exporter.addon import SinchSmsExporter
 
 
@@ -54,6 +55,7 @@ def _quiet_libraries(verbosity: str) -> None:
 async def _serve(settings: Mapping[str, Any]) -> None:
     _quiet_libraries(settings.get("termlog_verbosity", "info"))
     sidecar = SidecarMaster(options.Options())
+    logredact.install()  # the terminal log handler exists now: no traffic bytes through it
     sidecar.options.update(**settings)
 
     loop = asyncio.get_running_loop()
