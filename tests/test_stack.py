@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -98,6 +99,25 @@ def test_without_prometheus_it_says_so_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "make stack: error: prometheus is not installed (Debian: apt-get install prometheus); `make demo` needs none"
     ]
+
+
+def test_a_taken_port_is_one_line_naming_the_flag(tmp_path: Path) -> None:
+    system_tool("prometheus")  # checked first
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "sinch_sms_exporter.stack", "--workdir", str(tmp_path), "--no-alertmanager",
+             "--simulator-port", str(free_port()), "--listen-port", str(free_port()),
+             "--metrics-port", str(free_port()), "--prometheus-port", str(port)],
+            capture_output=True, text=True, cwd=REPO, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"make stack: error: port {port} is already in use: pick another with --prometheus-port"
+    ]
+    assert not list(tmp_path.glob("*.log")), "nothing was started"
 
 
 class Stack:

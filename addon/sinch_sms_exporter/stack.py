@@ -196,6 +196,20 @@ def wait_ready(proc: Child, url: str | None = None, port: int | None = None, tim
     raise StackError(f"{proc.name} not ready after {timeout:.0f} s:\n{proc.tail()}")
 
 
+def check_ports_free(ports: dict[str, int]) -> None:
+    """Before starting anything: a taken port (Debian starts its own prometheus on 9090 and
+    prometheus-alertmanager on 9093) is one line naming the flag, not a component's log."""
+    for flag, port in ports.items():
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise StackError(
+                    f"port {port} is already in use: pick another with --{flag}"
+                    + (" (or `systemctl stop prometheus prometheus-alertmanager`)" if port in (9090, 9093) else "")
+                ) from None
+
+
 def alertmanager_binary() -> str | None:
     """Debian names it prometheus-alertmanager; upstream's tarball, alertmanager."""
     return shutil.which("alertmanager") or shutil.which("prometheus-alertmanager")
@@ -239,6 +253,15 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
     if args.workdir is None and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    ports = {
+        "simulator-port": args.simulator_port,
+        "listen-port": args.listen_port,
+        "metrics-port": args.metrics_port,
+        "prometheus-port": args.prometheus_port,
+    }
+    if alertmanager:
+        ports.update({"alertmanager-port": args.alertmanager_port, "pager-port": args.pager_port})
+    check_ports_free(ports)
 
     loopback = "127.0.0.1:{}".format
     addresses = {
