@@ -15,7 +15,16 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from deploy_files import COMPOSE, alert_rules_job, compose, container_ports, final_stage, load_yaml, project_version
+from deploy_files import (
+    COMPOSE,
+    alert_rules_job,
+    compose,
+    container_ports,
+    final_stage,
+    interpolate,
+    load_yaml,
+    project_version,
+)
 from helpers import REPO, system_tool
 from sinch_sms_exporter import cli, stack
 
@@ -184,8 +193,6 @@ def test_proxy_settings_are_the_clis_and_the_demo_traffic_reaches_the_simulator(
     assert int(final_stage().env()["SINCH_PROXY_METRICS_PORT"]) in container_ports(proxy)
     # The documented override (docker-compose.yml's header) parses too.
     raw = load_yaml(COMPOSE)["services"]["proxy"]["environment"]
-    from deploy_files import interpolate
-
     eu = cli.parse_upstreams(
         interpolate(raw["SINCH_PROXY_UPSTREAM"], {"SINCH_UPSTREAM": "https://eu.sms.api.sinch.com"}).split(","),
         interpolate(raw["SINCH_PROXY_REGION"], {"SINCH_REGION": "eu"}).split(","),
