@@ -3,18 +3,25 @@ TLS and basic auth, scraped by a real Prometheus; forward mode decrypts Sinch ho
 
 from __future__ import annotations
 
+import base64
 import gzip
+import http.client as http_client
 import json
 import logging
 import socket
+import ssl
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
+import bcrypt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from certs import CA
 from helpers import http, running, start_proxy, start_simulator
 from sinch_sms_exporter import logredact, routes
 
@@ -196,3 +203,113 @@ def test_log_records_quoting_bytes_are_redacted(message: str, args: tuple, expec
     record = logging.LogRecord("mitmproxy.proxy.server", logging.INFO, __file__, 1, message, args, None)
     assert logredact.RedactBytes().filter(record) is True  # redacted, never dropped
     assert record.getMessage() == expected
+
+
+# --- /metrics behind TLS and basic auth ---------------------------------------------------------
+
+SCRAPE_USER = "prometheus"
+SCRAPE_PASSWORD = "correct horse battery staple 42"
+
+
+@pytest.fixture(scope="module")
+def protected(tmp_path_factory):
+    """A proxy whose /metrics wants TLS and basic auth (exporter-toolkit web config, paths
+    relative to the file, a bcrypt hash made here), with one answer counted."""
+    tmp = tmp_path_factory.mktemp("protected")
+    ca = CA(tmp / "pki")
+    server = ca.issue("metrics")
+    config = tmp / "web" / "web.yml"
+    config.parent.mkdir()
+    for issued in (server.cert_file, server.key_file):
+        (config.parent / issued.name).write_bytes(issued.read_bytes())
+    hashed = bcrypt.hashpw(SCRAPE_PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    config.write_text(
+        f"tls_server_config:\n  cert_file: {server.cert_file.name}\n  key_file: {server.key_file.name}\n"
+        f"basic_auth_users:\n  {SCRAPE_USER}: '{hashed}'\n"
+    )
+    with (
+        running(start_simulator(tmp)) as sim,
+        running(
+            start_proxy(tmp, f"http://127.0.0.1:{sim.ports['http']}", "--metrics-web-config", str(config))
+        ) as proxy,
+    ):
+        listen = proxy.ports["listen"]
+        assert (
+            http("POST", f"http://127.0.0.1:{listen}/xms/v1/PLAN/batches", b"{}", {"X-Sinch-Sim": "blocked_account"})[0]
+            == 403
+        )
+        yield proxy, ca, tmp
+
+
+def fetch(url: str, context: ssl.SSLContext | None, authorization: str | None = None) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        basic(SCRAPE_USER, "wrong password"),
+        basic("someone", SCRAPE_PASSWORD),
+        basic(SCRAPE_USER, SCRAPE_PASSWORD + " "),
+        basic(SCRAPE_USER, ""),
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(SCRAPE_USER.encode()).decode(),  # no colon
+        "Bearer " + SCRAPE_PASSWORD,
+    ],
+    ids=[
+        "none",
+        "wrong-password",
+        "unknown-user",
+        "trailing-space",
+        "empty-password",
+        "bad-base64",
+        "no-colon",
+        "bearer",
+    ],
+)
+def test_metrics_refuse_missing_or_wrong_credentials(protected, authorization: str | None) -> None:
+    proxy, ca, _ = protected
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    status, headers, body = fetch(f"https://127.0.0.1:{proxy.ports['metrics']}/metrics", context, authorization)
+    assert status == 401
+    assert headers["WWW-Authenticate"].startswith("Basic realm=")
+    assert b"sinch_sms" not in body
+
+
+def test_metrics_answer_the_right_credentials_over_verified_tls(protected) -> None:
+    proxy, ca, _ = protected
+    url = f"https://127.0.0.1:{proxy.ports['metrics']}/metrics"
+    context = ssl.create_default_context(cafile=str(ca.cert_file))  # verifies the chain and the IP
+    status, _, body = fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))
+    assert status == 200
+    samples = {
+        (s.name, s.labels.get("code")): s.value
+        for f in text_string_to_metric_families(body.decode())
+        for s in f.samples
+    }
+    assert samples[("sinch_sms_responses_total", "blocked_account")] == 1
+    # Again: the verified credentials are cached, the answer is the same.
+    assert fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))[0] == 200
+    # Only TLS is spoken, and only with the configured certificate.
+    with pytest.raises((urllib.error.URLError, ConnectionError, http_client.HTTPException)):
+        urllib.request.urlopen(f"http://127.0.0.1:{proxy.ports['metrics']}/metrics", timeout=10)
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(url, ssl.create_default_context(), basic(SCRAPE_USER, SCRAPE_PASSWORD))
+
+
+def test_healthz_needs_no_credentials_and_reveals_nothing(protected) -> None:
+    """Kubernetes probes and the image's HEALTHCHECK carry no credentials."""
+    proxy, ca, _ = protected
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    status, _, body = fetch(f"https://127.0.0.1:{proxy.ports['metrics']}/healthz", context)
+    assert (status, body) == (200, b"ok\n")

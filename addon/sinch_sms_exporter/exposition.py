@@ -193,9 +193,11 @@ class MetricsServer:
 
     @classmethod
     def start(cls, registry: CollectorRegistry, host: str, port: int, config: WebConfig | None) -> MetricsServer:
-        app = _router(make_wsgi_app(registry))
+        metrics_app = make_wsgi_app(registry)
         if config is not None and config.users:
-            app = BasicAuth(app, config.users)
+            # Only /metrics reveals anything; /healthz stays open for probes without credentials.
+            metrics_app = BasicAuth(metrics_app, config.users)
+        app = _router(metrics_app)
         server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
         httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
         context = config.ssl_context() if config is not None else None
