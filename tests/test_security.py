@@ -313,3 +313,14 @@ def test_healthz_needs_no_credentials_and_reveals_nothing(protected) -> None:
     context = ssl.create_default_context(cafile=str(ca.cert_file))
     status, _, body = fetch(f"https://127.0.0.1:{proxy.ports['metrics']}/healthz", context)
     assert (status, body) == (200, b"ok\n")
+
+
+def test_a_silent_connection_does_not_stall_scrapes(protected) -> None:
+    """A client that opens TCP and never starts TLS (a port scan, a TCP probe, an attacker)
+    must not hold up the scrapes behind it."""
+    proxy, ca, _ = protected
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    url = f"https://127.0.0.1:{proxy.ports['metrics']}/metrics"
+    with socket.create_connection(("127.0.0.1", proxy.ports["metrics"]), timeout=10):
+        for _ in range(3):
+            assert fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))[0] == 200

@@ -28,6 +28,9 @@ import bcrypt
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from ruamel.yaml import YAML
 
+#: Seconds a client gets to complete the TLS handshake (and send each request) on /metrics.
+_TLS_HANDSHAKE_TIMEOUT = 10.0
+
 _CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
     "RequestClientCert": ssl.CERT_OPTIONAL,
@@ -175,6 +178,22 @@ class _QuietHandler(WSGIRequestHandler):
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """TLS handshake here, in the connection's own thread. (On a wrapped listening socket
+        it would run in accept(): one client that connects and sends nothing, a port scan or
+        a TCP probe, would stall every scrape behind it.)"""
+        if self.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(_TLS_HANDSHAKE_TIMEOUT)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except OSError:  # ssl.SSLError, timeouts, resets: that client's problem only
+            return
+        with tls:
+            super().finish_request(tls, client_address)
 
 
 class _ThreadingServerV6(_ThreadingServer):
@@ -201,8 +220,7 @@ class MetricsServer:
         server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
         httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
         context = config.ssl_context() if config is not None else None
-        if context is not None:
-            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        httpd.ssl_context = context
         thread = threading.Thread(target=httpd.serve_forever, name="sinch metrics", daemon=True)
         thread.start()
         return cls(httpd, thread, registry, "https" if context else "http")
