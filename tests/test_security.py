@@ -4,8 +4,10 @@ TLS and basic auth, scraped by a real Prometheus; forward mode decrypts Sinch ho
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import http.client as http_client
+import io
 import json
 import logging
 import socket
@@ -20,9 +22,10 @@ from contextlib import ExitStack
 import bcrypt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from ruamel.yaml import YAML
 
 from certs import CA
-from helpers import http, running, start_proxy, start_simulator
+from helpers import REPO, http, prom_query, running, start_prometheus, start_proxy, start_simulator, wait_until
 from sinch_sms_exporter import logredact, routes
 
 pytestmark = pytest.mark.e2e
@@ -324,3 +327,54 @@ def test_a_silent_connection_does_not_stall_scrapes(protected) -> None:
     with socket.create_connection(("127.0.0.1", proxy.ports["metrics"]), timeout=10):
         for _ in range(3):
             assert fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))[0] == 200
+
+
+def documented_scrape_config() -> dict:
+    """The scrape job docs/security.md shows, parsed: the test runs what users copy."""
+    text = (REPO / "docs" / "security.md").read_text()
+    after = text.split("<!-- scrape-config: tested by tests/test_security.py -->", 1)[1]
+    block = after.split("```yaml\n", 1)[1].split("```", 1)[0]
+    return YAML(typ="safe").load(block)
+
+
+def test_a_real_prometheus_scrapes_the_protected_endpoint(protected) -> None:
+    proxy, ca, tmp = protected
+    doc = documented_scrape_config()
+    (job,) = doc["scrape_configs"]
+    assert job["scheme"] == "https" and job["basic_auth"]["username"] == SCRAPE_USER
+    secrets = tmp / "prometheus-secrets"
+    secrets.mkdir(exist_ok=True)
+    (secrets / "password").write_text(SCRAPE_PASSWORD + "\n")  # Prometheus trims the newline
+    (secrets / "wrong").write_text("not the password\n")
+    job["basic_auth"]["password_file"] = str(secrets / "password")
+    job["tls_config"]["ca_file"] = str(ca.cert_file)
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{proxy.ports['metrics']}"]}]
+    wrong_password = copy.deepcopy(job) | {"job_name": "wrong-password"}
+    wrong_password["basic_auth"]["password_file"] = str(secrets / "wrong")
+    untrusted = copy.deepcopy(job) | {"job_name": "untrusted-ca"}
+    del untrusted["tls_config"]["ca_file"]
+    plain = copy.deepcopy(job) | {"job_name": "plain-http", "scheme": "http"}
+    doc = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"}}
+    doc["scrape_configs"] = [job, wrong_password, untrusted, plain]
+    config = io.StringIO()
+    YAML(typ="safe").dump(doc, config)
+
+    with running(start_prometheus(tmp, config.getvalue())) as prometheus:
+        port = prometheus.ports["http"]
+        wait_until(
+            lambda: prom_query(port, f'sinch_sms_responses_total{{job="{job["job_name"]}",code="blocked_account"}}')[
+                "result"
+            ],
+            what="the documented job scraped the protected /metrics",
+        )
+
+        def target_health() -> dict[str, tuple[str, str]]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=10) as response:
+                targets = json.load(response)["data"]["activeTargets"]
+            return {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets if t["health"] != "unknown"}
+
+        health = wait_until(lambda: len(h := target_health()) == 4 and h, what="all four jobs scraped once")
+    assert health[job["job_name"]] == ("up", "")
+    assert health["wrong-password"][0] == "down" and "401" in health["wrong-password"][1]
+    assert health["untrusted-ca"][0] == "down" and "certificate" in health["untrusted-ca"][1]
+    assert health["plain-http"][0] == "down"
