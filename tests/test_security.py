@@ -21,11 +21,24 @@ from contextlib import ExitStack
 
 import bcrypt
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
 from certs import CA
-from helpers import REPO, http, prom_query, running, start_prometheus, start_proxy, start_simulator, wait_until
+from helpers import (
+    REPO,
+    http,
+    prom_query,
+    running,
+    scrape,
+    start_prometheus,
+    start_proxy,
+    start_simulator,
+    total,
+    wait_until,
+)
 from sinch_sms_exporter import logredact, routes
 
 pytestmark = pytest.mark.e2e
@@ -378,3 +391,69 @@ def test_a_real_prometheus_scrapes_the_protected_endpoint(protected) -> None:
     assert health["wrong-password"][0] == "down" and "401" in health["wrong-password"][1]
     assert health["untrusted-ca"][0] == "down" and "certificate" in health["untrusted-ca"][1]
     assert health["plain-http"][0] == "down"
+
+
+# --- forward mode: only the Sinch host is decrypted ------------------------------------------
+
+
+def https_via_proxy(proxy_port: int, host: str, port: int, cafile: str, answer: str) -> tuple[int, bytes]:
+    """GET through the proxy with CONNECT, trusting only `cafile`; (status, server cert DER)."""
+    context = ssl.create_default_context(cafile=cafile)
+    conn = http_client.HTTPSConnection("127.0.0.1", proxy_port, timeout=30, context=context)
+    conn.set_tunnel(host, port)
+    try:
+        conn.request("GET", "/xms/v1/PLAN/batches", headers={"X-Sinch-Sim": answer})
+        response = conn.getresponse()
+        response.read()
+        return response.status, conn.sock.getpeercert(binary_form=True)
+    finally:
+        conn.close()
+
+
+def test_forward_mode_decrypts_only_the_sinch_host(tmp_path) -> None:
+    """Two HTTPS upstreams, each with its own CA; --forward-hosts matches one of them.
+    The matching host is intercepted (the client sees a certificate from the proxy's CA) and
+    counted; the other is tunnelled untouched (the client sees that upstream's own
+    certificate, byte for byte) and nothing about it is counted."""
+    sinch_ca, other_ca = CA(tmp_path / "sinch-ca", "stand-in Sinch CA"), CA(tmp_path / "other-ca", "another site's CA")
+    sinch_cert, other_cert = sinch_ca.issue("sinch", ("127.0.0.1",)), other_ca.issue("other", ("localhost",))
+    with ExitStack() as stack:
+        sinch, other = (
+            stack.enter_context(
+                running(start_simulator(tmp_path, "--tls-cert", str(c.cert_file), "--tls-key", str(c.key_file)))
+            )
+            for c in (sinch_cert, other_cert)
+        )
+        forward = ["--mode", "forward", "--forward-hosts", r"127\.0\.0\.1", "--upstream-ca", str(sinch_ca.cert_file)]
+        proxy = stack.enter_context(running(start_proxy(tmp_path, "https://unused.invalid", *forward)))
+        mitm_ca_file = tmp_path / "mitmproxy" / "mitmproxy-ca-cert.pem"
+        mitm_ca = x509.load_pem_x509_certificate(mitm_ca_file.read_bytes())
+        listen = proxy.ports["listen"]
+
+        status, der = https_via_proxy(
+            listen, "127.0.0.1", sinch.ports["http"], str(mitm_ca_file), "403:blocked_account"
+        )
+        intercepted = x509.load_der_x509_certificate(der)
+        assert status == 403
+        assert intercepted.issuer == mitm_ca.subject  # verified against the proxy's CA only
+        assert intercepted != sinch_cert.cert
+
+        for _ in range(3):
+            status, der = https_via_proxy(listen, "localhost", other.ports["http"], str(other_ca.cert_file), "429")
+            assert status == 429
+            assert der == other_cert.cert.public_bytes(serialization.Encoding.DER)  # the upstream's own
+        # Trusting only the proxy's CA, the tunnelled host fails verification: nothing was forged.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            https_via_proxy(listen, "localhost", other.ports["http"], str(mitm_ca_file), "429")
+
+        samples = scrape(proxy.ports["metrics"])
+    counted = [
+        (name, dict(labels)) for (name, labels), value in samples.items() if name.startswith("sinch_sms_") and value
+    ]
+    responses = [labels for name, labels in counted if name == "sinch_sms_responses_total"]
+    assert responses == [
+        {"region": "other", "endpoint": "batches", "method": "GET", "status": "403", "code": "blocked_account"}
+    ]
+    assert total(samples, "sinch_sms_upstream_errors_total") == 0
+    assert total(samples, "sinch_sms_client_aborts_total") == 0
+    assert not [labels for name, labels in counted if labels.get("status") == "429"]
