@@ -4,14 +4,17 @@ TLS and basic auth, scraped by a real Prometheus; forward mode decrypts Sinch ho
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import gzip
 import http.client as http_client
 import io
 import json
 import logging
+import os
 import socket
 import ssl
+import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -39,7 +42,7 @@ from helpers import (
     total,
     wait_until,
 )
-from sinch_sms_exporter import logredact, routes
+from sinch_sms_exporter import cli, logredact, routes
 
 pytestmark = pytest.mark.e2e
 
@@ -457,3 +460,45 @@ def test_forward_mode_decrypts_only_the_sinch_host(tmp_path) -> None:
     assert total(samples, "sinch_sms_upstream_errors_total") == 0
     assert total(samples, "sinch_sms_client_aborts_total") == 0
     assert not [labels for name, labels in counted if labels.get("status") == "429"]
+
+
+# --- safe defaults, as documented -------------------------------------------------------------
+
+
+def listeners(port: int) -> set[str]:
+    """Local addresses listening on `port`, from the kernel's own tables (Linux)."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, port_hex = local.split(":")
+                if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(address)
+                    # /proc prints each 32-bit word in host (little-endian) order
+                    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                    found.add(socket.inet_ntop(family, raw))
+    return found
+
+
+def test_documented_defaults_are_the_real_ones(tmp_path, monkeypatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(cli.ENV_PREFIX):
+            monkeypatch.delenv(name)
+    args = cli.build_parser().parse_args([])
+    assert (args.listen_host, args.listen_port) == ("127.0.0.1", 8080)
+    assert (args.metrics_host, args.metrics_port) == ("0.0.0.0", 19880)
+    assert args.mode == "reverse" and not args.ssl_insecure and args.upstream_ca is None
+    assert args.metrics_web_config is None and args.log_level == "info"
+    assert args.forward_hosts == routes.SINCH_HOST_PATTERN
+    doc = (REPO / "docs" / "security.md").read_text()
+    assert "`127.0.0.1:8080`" in doc and "`0.0.0.0:19880`" in doc
+
+    # The running proxy, left at its default listen host, is bound to loopback only.
+    if sys.platform != "linux":
+        pytest.skip("reads the kernel's socket tables under /proc")
+    with (
+        running(start_simulator(tmp_path)) as sim,
+        running(start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}")) as proxy,
+    ):
+        assert listeners(proxy.ports["listen"]) == {"127.0.0.1"}
