@@ -265,8 +265,13 @@ def test_help_explains_every_flag() -> None:
 
 def test_sigterm_shuts_down_cleanly_and_frees_the_ports(sim, tmp_path) -> None:
     proc = start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}")
+    # Idle client connections still open at shutdown (a pooled keep-alive client) must not
+    # turn into tracebacks.
+    idle = [socket.create_connection(("127.0.0.1", proc.ports["listen"])) for _ in range(3)]
     started = time.monotonic()
     assert proc.stop(signal.SIGTERM) == 0
+    for sock in idle:
+        sock.close()
     assert time.monotonic() - started < 8
     for port in (proc.ports["listen"], proc.ports["metrics"]):
         with socket.socket() as sock:

@@ -64,6 +64,15 @@ async def _serve(settings: Mapping[str, Any]) -> None:
     # A client vanishing mid-write must not kill the process (mitmproxy#6744).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     await sidecar.run()
+    # Client connections still open at shutdown are cancelled by asyncio.run(); on Python
+    # 3.11 asyncio's stream callback then logs each one's CancelledError as a traceback.
+    # Those cancellations are the shutdown itself, not errors.
+    loop.set_exception_handler(_ignore_shutdown_cancellations)
+
+
+def _ignore_shutdown_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
 
 
 def serve(settings: Mapping[str, Any]) -> None:
