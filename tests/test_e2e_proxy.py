@@ -275,7 +275,10 @@ def test_sigterm_shuts_down_cleanly_and_frees_the_ports(sim, tmp_path) -> None:
     assert time.monotonic() - started < 8
     for port in (proc.ports["listen"], proc.ports["metrics"]):
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", port))  # free again
+            # free again for a restarted proxy (which, like every server, sets SO_REUSEADDR:
+            # the closed connections' TIME_WAIT entries do not block it)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
     assert "Traceback" not in proc.log()
 
 
