@@ -609,3 +609,48 @@ def test_hundreds_of_novel_codes_stay_under_the_cap(tmp_path) -> None:
     assert series["other"] == len(novel) - cap
     assert total(samples, "sinch_sms_exporter_label_overflow_total", label="code") == len(novel) - cap
     assert total(samples, "sinch_sms_responses_total") == len(novel) + cap + 1
+
+
+# --- not HTTP at all ---------------------------------------------------------------------------
+
+# name: (what the upstream sends, the status the client sees)
+NOT_HTTP: dict[str, tuple[bytes, int]] = {
+    "status": (b"HTTP/1.1 2OO closed reset OK\r\nContent-Length: 0\r\n\r\n", 502),  # hint words, quoted
+    "banner": (b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\r\n", 502),
+    "header": (b"HTTP/1.1 403 Forbidden\r\nno colon in this header line\r\nContent-Length: 0\r\n\r\n", 502),
+    "length": (b"HTTP/1.1 403 Forbidden\r\nContent-Length: twelve\r\n\r\n", 502),
+    "smuggle": (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 502),
+    # bad chunk framing after the headers went out: the client sees the 403, then the end
+    "chunks": (b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n0\r\n\r\n", 403),
+}
+
+
+def test_answers_that_are_not_http_are_protocol_errors(tmp_path) -> None:
+    upstream = RawUpstream()
+    upstream.answers.update({name: raw for name, (raw, _) in NOT_HTTP.items()})
+    try:
+        with running(start_proxy(tmp_path, f"http://127.0.0.1:{upstream.port}")) as proxy:
+            for count, (name, (_, status)) in enumerate(NOT_HTTP.items(), start=1):
+                conn = httpclient.HTTPConnection("127.0.0.1", proxy.ports["listen"], timeout=30)
+                conn.request("GET", f"{PLAN}/inbounds/{name}")
+                response = conn.getresponse()
+                assert response.status == status, name
+                if status == 502:
+                    response.read()
+                else:
+                    with pytest.raises(httpclient.IncompleteRead):
+                        response.read()
+                conn.close()
+                samples = wait_until(
+                    lambda count=count: (
+                        (s := scrape(proxy.ports["metrics"]))
+                        and total(s, "sinch_sms_upstream_errors_total") == count
+                        and s
+                    ),
+                    what=f"the {name} error counted",
+                )
+                assert errors_by_reason(samples, "us") == {"protocol": count}, name
+            assert total(samples, "sinch_sms_responses_total") == 0
+            assert http("GET", f"http://127.0.0.1:{proxy.ports['listen']}{PLAN}/inbounds/status")[0] == 502
+    finally:
+        upstream.close()

@@ -7,6 +7,8 @@ got, which is the sturdier signal. Messages refine it where they are unambiguous
 
 from __future__ import annotations
 
+import re
+
 from mitmproxy import http
 
 _DNS_HINTS = (
@@ -25,12 +27,16 @@ _CLIENT_HINTS = ("client disconnected", "client closed")
 # "HTTP/1 protocol error: peer closed connection without sending complete message body"
 # is a cut, not a protocol violation: closing hints are checked first.
 _CLOSED_HINTS = ("closed", "reset", "disconnected", "eof", "broken pipe")
+# "Cannot parse HTTP response: Bad HTTP response line: b'…'": a malformed head, whatever it says.
+_MALFORMED_HINTS = ("cannot parse",)
+# Upstream bytes quoted in a message ("… b'HTTP/1.1 2OO closed'") must not pass for hints.
+_QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\"""")
 _PROTOCOL_HINTS = ("protocol error", "invalid", "malformed", "refusing to prevent request smuggling")
 
 
 def upstream_error_reason(flow: http.HTTPFlow) -> str | None:
     """connect, dns, tls, closed, protocol or other; None when the client went away first."""
-    message = (flow.error.msg if flow.error else "").lower()
+    message = _QUOTED.sub("", flow.error.msg if flow.error else "").lower()
     server = flow.server_conn
     if any(hint in message for hint in _CLIENT_HINTS) or message == "killed":
         return None
@@ -47,6 +53,8 @@ def upstream_error_reason(flow: http.HTTPFlow) -> str | None:
         return "tls"
     if any(hint in message for hint in _TLS_HINTS):
         return "tls"
+    if any(hint in message for hint in _MALFORMED_HINTS):
+        return "protocol"
     if any(hint in message for hint in _CLOSED_HINTS):
         return "closed"
     if any(hint in message for hint in _PROTOCOL_HINTS):
