@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import sys
+import textwrap
 import threading
 import urllib.error
 import urllib.parse
@@ -351,6 +352,12 @@ def documented_scrape_config() -> dict:
     after = text.split("<!-- scrape-config: tested by tests/test_security.py -->", 1)[1]
     block = after.split("```yaml\n", 1)[1].split("```", 1)[0]
     return YAML(typ="safe").load(block)
+
+
+def test_the_readme_shows_the_documented_scrape_job() -> None:
+    readme = (REPO / "README.md").read_text().split("\n## Security\n", 1)[1].split("\n## ", 1)[0]
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert YAML(typ="safe").load(textwrap.dedent(block)) == documented_scrape_config()["scrape_configs"]
 
 
 def test_a_real_prometheus_scrapes_the_protected_endpoint(protected) -> None:
