@@ -166,9 +166,7 @@ paths = st.one_of(
             + tail
         ),
         st.sampled_from(routes.ENDPOINT_TEMPLATES),
-        st.lists(
-            st.text(st.characters(blacklist_characters="/?#", blacklist_categories=("Cs",)), min_size=1), max_size=3
-        ),
+        st.lists(st.text(st.characters(exclude_characters="/?#", exclude_categories=("Cs",)), min_size=1), max_size=3),
         st.sampled_from(["", "/", "?page=1", "//", "/extra"]),
     ),
     st.text(max_size=60).map(lambda p: "/" + p),
