@@ -109,6 +109,7 @@ def test_output_without_a_needed_line_is_an_error_not_a_number(line: str) -> Non
 
 class _Answer(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["content-length"]))
