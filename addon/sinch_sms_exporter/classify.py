@@ -65,8 +65,19 @@ class BodyTap:
         return chunk
 
 
+def header(message: http.Message, name: bytes) -> str | None:
+    """A header's value as `Headers.get` gives it (repeated fields joined by ", "), from one
+    scan of the raw fields: a fraction of `Headers.get`'s cost, and this runs on every answer.
+    `name` is lowercase bytes."""
+    found = None
+    for key, value in message.headers.fields:
+        if key.lower() == name:
+            found = value if found is None else found + b", " + value
+    return None if found is None else found.decode("latin-1")
+
+
 def _content_length(response: http.Response) -> int | None:
-    value = response.headers.get("content-length")
+    value = header(response, b"content-length")
     if value is None:
         return None
     try:
@@ -133,7 +144,7 @@ def classify(flow: http.HTTPFlow, region: str, limit: int) -> Outcome:
     assert response is not None
     status = response.status_code
     if status >= 400:
-        code = code_of(error_body(response), response.headers.get("content-encoding", ""), limit)
+        code = code_of(error_body(response), header(response, b"content-encoding") or "", limit)
     else:
         code = NO_CODE
     return Outcome(
