@@ -57,6 +57,15 @@ def _compile(templates: tuple[str, ...]) -> dict[tuple[int, str], list[tuple[tup
 _INDEX = _compile(ENDPOINT_TEMPLATES)
 
 
+#: Templates without an id segment: the paths that reach them are few (one per plan id).
+_ID_FREE = frozenset(t for t in ENDPOINT_TEMPLATES if "{" not in t)
+#: endpoint_of's memory of id-free paths (`/xms/v1/{plan}/batches`, the call nearly every
+#: request is): one dict lookup instead of a split and a match. Paths with ids, phone numbers
+#: or a query are never kept; it stops growing at _MEMO_SIZE (plan ids are client-controlled).
+_memo: dict[str, str] = {}
+_MEMO_SIZE = 256
+
+
 def endpoint_of(path: str) -> str:
     """Map a request path (`/xms/v1/{plan}/batches/01FC…?x=y`) to its endpoint template.
 
@@ -64,6 +73,15 @@ def endpoint_of(path: str) -> str:
     the plan id and every id segment are dropped. One trailing slash is tolerated.
     Anything else is `other`.
     """
+    endpoint = _memo.get(path)
+    if endpoint is None:
+        endpoint = _match(path)
+        if endpoint in _ID_FREE and len(_memo) < _MEMO_SIZE and "?" not in path:
+            _memo[path] = endpoint
+    return endpoint
+
+
+def _match(path: str) -> str:
     query = path.find("?")
     if query >= 0:
         path = path[:query]
