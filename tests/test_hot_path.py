@@ -7,7 +7,11 @@ shortcut to its reference over ordinary and odd inputs.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mitmproxy import http
 
 from sinch_sms_exporter import classify, routes
@@ -68,3 +72,53 @@ def test_endpoint_memo_stops_growing_at_its_size() -> None:
     for i in range(routes._MEMO_SIZE * 3):
         assert routes.endpoint_of(f"/xms/v1/PLAN{i}/batches") == "batches"
     assert len(routes._memo) == routes._MEMO_SIZE
+
+
+def _code_by_full_parse(body: bytes) -> str:
+    """The contract's rule with no shortcut: always parse."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return classify.NO_CODE
+    code = document.get("code") if isinstance(document, dict) else None
+    if not isinstance(code, str):
+        return classify.NO_CODE
+    return code if classify.CODE_RE.fullmatch(code) else classify.OTHER
+
+
+ODD_BODIES = [
+    b'{"code":"blocked_account","text":"The account is blocked"}',
+    b'{"\\u0063ode":"blocked_account"}',  # an escaped key is still "code"
+    b'{"c\\u006fde":"Blocked"}',
+    '{"code":"syntax_invalid_json"}'.encode("utf-16"),
+    '{"code":"syntax_invalid_json"}'.encode("utf-32-le"),
+    '\ufeff{"code":"unknown_group"}'.encode(),  # UTF-8 with a BOM
+    b'{"text":"no code here"}',
+    b'{"codes":"x","coder":"y"}',
+    b"<html>403 Forbidden</html>",
+    b'["code"]',
+    b"",
+]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES)
+def test_code_of_json_skips_only_bodies_that_cannot_carry_a_code(body: bytes) -> None:
+    assert classify.code_of_json(body) == _code_by_full_parse(body)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["code", "text", "c", "x"]), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    document=_JSON,
+    encoding=st.sampled_from(["utf-8", "utf-16", "utf-16-le", "utf-32", "utf-8-sig"]),
+    ascii_only=st.booleans(),
+)
+def test_code_of_json_equals_a_full_parse(document, encoding: str, ascii_only: bool) -> None:
+    body = json.dumps(document, ensure_ascii=ascii_only).encode(encoding, "surrogatepass")
+    assert classify.code_of_json(body) == _code_by_full_parse(body)

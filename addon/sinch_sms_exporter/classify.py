@@ -114,6 +114,10 @@ def error_body(response: http.Response) -> bytes | None:
 
 def code_of_json(body: bytes) -> str:
     """The `code` of a JSON error body by the contract's rules; never raises."""
+    if b'"code"' not in body and b"\\" not in body and b"\x00" not in body:
+        # No way to spell a "code" key: not as is, not escaped (\u0063ode), not in UTF-16/32
+        # (NUL bytes). Such a body gives no code whatever it is: no need to parse it.
+        return NO_CODE
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):  # not JSON, not UTF-8/16/32, nested too deep

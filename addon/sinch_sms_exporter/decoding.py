@@ -89,6 +89,8 @@ def decode(raw: bytes, content_encoding: str, limit: int) -> bytes:
     """
     if len(raw) > limit:
         raise TooLarge
+    if not content_encoding:
+        return raw
     codings = [c.strip().lower() for c in content_encoding.split(",")]
     for coding in reversed(codings):
         if coding in ("", "identity", "none"):
