@@ -9,6 +9,7 @@ bench/). Works on mitmproxy 11 and 12 (same Master and addon APIs).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -116,6 +117,11 @@ async def _serve(settings: Mapping[str, Any]) -> None:
         loop.add_signal_handler(sig, sidecar.shutdown)
     # A client vanishing mid-write must not kill the process (mitmproxy#6744).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # Everything loaded so far (mitmproxy, its addons, certificates) lives as long as the
+    # process. Frozen, the collector stops re-scanning it: a full collection (about one per
+    # 1,500 requests under load) otherwise held the event loop for ~60 ms, the p99 latency.
+    gc.collect()
+    gc.freeze()
     await sidecar.run()
     # Client connections still open at shutdown are cancelled by asyncio.run(); on Python
     # 3.11 asyncio's stream callback then logs each one's CancelledError as a traceback.
