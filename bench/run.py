@@ -11,7 +11,8 @@ two mixes (all-success: 201 + JSON; all-error: 403 `{"code":"blocked_account",�
 answer parsed), runs alternating between the three (A B C A B C…), medians over the pairs,
 and the ratios sinch-sms-proxy / mitmdump from the same run. Then: the latency each proxy
 adds over direct at concurrency 1, the cost of a /metrics scrape with a full set of series,
-RSS of a fresh proxy after 10k and 200k requests, and the addon's own µs per answer.
+RSS of a fresh proxy after 10k and 200k requests, the addon's own µs per answer, and a
+py-spy profile of sinch-sms-proxy under load (bench/hotspots.py; skipped without py-spy).
 
     .venv/bin/python bench/run.py [--pairs 5] [--duration 3] [--rss-requests 200000] …
 
@@ -35,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import hotspots
 import loadgen
 import microbench
 import procs
@@ -209,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rss-requests", type=int, default=200_000, help="requests through a fresh proxy (0: skip)")
     parser.add_argument("--no-scrape", action="store_true", help="skip the /metrics scrape measurement")
     parser.add_argument("--no-microbench", action="store_true", help="skip the in-process micro-benchmark")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the proxy under load")
     parser.add_argument("--no-pin", action="store_true", help="do not pin load and proxies to separate CPUs")
     parser.add_argument("--json", type=Path, help="also write every run's numbers to this file")
     args = parser.parse_args(argv)
@@ -237,6 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["rss"] = rss
         scraped = scrape.measure(home, proxy_cpus) if not args.no_scrape else None
         micro = microbench.measure() if not args.no_microbench else []
+        profiles = {}
+        if not args.no_profile and hotspots.py_spy():
+            profiles = {mix: hotspots.record(mix, 10, 250, args.concurrency, bool(pin)) for mix in MIXES}
+        elif not args.no_profile:
+            print("bench: no py-spy (.tools/bin/pip install py-spy): no profile", flush=True)
     finally:
         for target in targets:
             target.stop()
@@ -260,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n## The addon in-process (µs per answer, median of 7 repeats)\n")
         for m in micro:
             print(f"{m.name:<58} {m.microseconds:6.2f}")
+    for mix, prof in profiles.items():
+        report.setdefault("profiles", {})[mix] = asdict(prof)
+        print(f"\n## Profile of sinch-sms-proxy under load, {mix} mix\n")
+        print(hotspots.report(prof, mix, 12))
     problems = [r for r in runs if r.problems]
     if problems:
         print(f"\n!! {len(problems)} runs had errors or unexpected statuses (see above): their numbers are suspect")
