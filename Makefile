@@ -76,7 +76,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix addon tests bench
 	$(BIN)/ruff format addon tests bench
 
-bench: $(STAMP) system-deps
+# py-spy (PyPI) profiles the proxy under load; it lives with the other tools, not in the product's venv.
+$(TOOLS)/py-spy: $(TOOLS)/.installed
+	$(TOOLS)/pip install --quiet py-spy
+
+bench: $(STAMP) system-deps $(TOOLS)/py-spy
 	$(BIN)/python bench/run.py $(ARGS)
 
 clean:
