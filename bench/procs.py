@@ -85,10 +85,13 @@ def _pinned(argv: list[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *argv] if cpus else argv
 
 
-def start_process(name: str, argv: list[str], port: int, log_path: Path, cpus: str | None, **extra) -> Target:
+def start_process(
+    name: str, argv: list[str], port: int, log_path: Path, cpus: str | None, env: dict | None = None, **extra
+) -> Target:
     log = open(log_path, "wb")  # noqa: SIM115 - the child owns it; closed with the process
     # taskset execs the program: the pid is the program's own.
-    popen = subprocess.Popen(_pinned(argv, cpus), stdout=log, stderr=subprocess.STDOUT)
+    environment = {**os.environ, **(env or {})}
+    popen = subprocess.Popen(_pinned(argv, cpus), stdout=log, stderr=subprocess.STDOUT, env=environment)
     target = Target(name, popen, port, log_path, **extra)
     try:
         wait_for_port(port, popen)
@@ -122,8 +125,9 @@ def sinch_proxy_argv(upstream: str, port: int, metrics_port: int, confdir: Path,
 
 
 def start_sinch_proxy(
-    upstream: str, home: Path, cpus: str | None, *extra: str, name: str = "sinch-sms-proxy"
+    upstream: str, home: Path, cpus: str | None, *extra: str, name: str = "sinch-sms-proxy", env: dict | None = None
 ) -> Target:
     port, metrics_port = free_port(), free_port()
     argv = sinch_proxy_argv(upstream, port, metrics_port, home / "mitmproxy", *extra)
-    return start_process(name, argv, port, home / f"{name}-{port}.log", cpus, metrics_port=metrics_port)
+    log_path = home / f"{name.replace(' ', '')}-{port}.log"
+    return start_process(name, argv, port, log_path, cpus, env, metrics_port=metrics_port)

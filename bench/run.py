@@ -48,6 +48,7 @@ MIXES: dict[str, tuple[str, int]] = {
     "error": (upstream.ERROR_PATH, 403),
 }
 DIRECT, MITMDUMP, SINCH = "direct (nginx)", "mitmdump", "sinch-sms-proxy"
+SINCH_OPTIMIZED = f"{SINCH} -O"
 RSS_CHECKPOINTS = (10_000, 50_000, 100_000, 150_000, 200_000)
 
 
@@ -101,15 +102,20 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
 
+def _targets(runs: list[Run]) -> list[str]:
+    """Target names in the order they were run."""
+    return list(dict.fromkeys(r.target for r in runs))
+
+
 def load_table(runs: list[Run], concurrency: int) -> str:
-    """Medians per mix and target, then the sinch-sms-proxy / mitmdump ratios."""
+    """Medians per mix and target, then each sinch-sms-proxy's ratios to bare mitmdump."""
     lines = [
         "| mix | target | req/s (min-max) | p50 ms | p95 ms | p99 ms | CPU s / 1k req | RSS MiB |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for mix in MIXES:
         by_target = {t: [r for r in runs if r.mix == mix and r.target == t and r.concurrency == concurrency]
-                     for t in (DIRECT, MITMDUMP, SINCH)}  # fmt: skip
+                     for t in _targets(runs)}  # fmt: skip
         for target, group in by_target.items():
             if not group:
                 continue
@@ -121,8 +127,10 @@ def load_table(runs: list[Run], concurrency: int) -> str:
                 f"| {_ms(median(group, lambda r: r.p99))} | {median(group, lambda r: r.cpu_per_1k):.3f}{cpu_note} "
                 f"| {max(r.rss_bytes for r in group) / 2**20:.0f} |"
             )
-        mitm, sinch = by_target[MITMDUMP], by_target[SINCH]
-        if mitm and sinch:
+        mitm = by_target.get(MITMDUMP)
+        for target, sinch in by_target.items():
+            if not (mitm and sinch and target.startswith(SINCH)):
+                continue
             ratio = {
                 name: median(sinch, key) / median(mitm, key)
                 for name, key in (
@@ -134,7 +142,7 @@ def load_table(runs: list[Run], concurrency: int) -> str:
                 )
             }
             lines.append(
-                f"| {mix} | **ratio sinch-sms-proxy / mitmdump** | **{ratio['rps']:.2f}x** | {ratio['p50']:.2f}x "
+                f"| {mix} | **ratio {target} / mitmdump** | **{ratio['rps']:.2f}x** | {ratio['p50']:.2f}x "
                 f"| {ratio['p95']:.2f}x | **{ratio['p99']:.2f}x** | {ratio['cpu']:.2f}x | |"
             )
     return "\n".join(lines)
@@ -145,8 +153,8 @@ def latency_table(runs: list[Run]) -> str:
     lines = ["| mix | target | p50 ms | p99 ms | added p50 over direct, ms |", "| --- | --- | ---: | ---: | ---: |"]
     for mix in MIXES:
         group = {t: [r for r in runs if r.mix == mix and r.target == t and r.concurrency == 1]
-                 for t in (DIRECT, MITMDUMP, SINCH)}  # fmt: skip
-        if not group[DIRECT]:
+                 for t in _targets(runs)}  # fmt: skip
+        if not group.get(DIRECT):
             continue
         direct = median(group[DIRECT], lambda r: r.p50)
         for target, runs_ in group.items():
@@ -169,14 +177,14 @@ def load_phase(targets: list[procs.Target], args: argparse.Namespace, load_cpus:
                 run = measure(target, mix, args.concurrency, args.duration, load_cpus)
                 runs.append(run)
                 note = f"  !! {run.problems}" if run.problems else ""
-                print(f"  {mix:<7} c={args.concurrency} #{pair + 1} {target.name:<16} {run.rps:>9,.0f} req/s "
+                print(f"  {mix:<7} c={args.concurrency} #{pair + 1} {target.name:<19} {run.rps:>9,.0f} req/s "
                       f"p99 {_ms(run.p99):>6} ms  {run.cpu_per_1k:.3f} CPU s/1k{note}", flush=True)  # fmt: skip
     for mix in MIXES:
         for pair in range(args.pairs):
             for target in targets:
                 run = measure(target, mix, 1, args.latency_duration, load_cpus)
                 runs.append(run)
-                print(f"  {mix:<7} c=1 #{pair + 1} {target.name:<16} p50 {_ms(run.p50):>5} ms", flush=True)
+                print(f"  {mix:<7} c=1 #{pair + 1} {target.name:<19} p50 {_ms(run.p50):>5} ms", flush=True)
     return runs
 
 
@@ -213,6 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-microbench", action="store_true", help="skip the in-process micro-benchmark")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the proxy under load")
     parser.add_argument("--no-pin", action="store_true", help="do not pin load and proxies to separate CPUs")
+    parser.add_argument(
+        "--python-optimize",
+        action="store_true",
+        help=f"also run '{SINCH_OPTIMIZED}': sinch-sms-proxy with PYTHONOPTIMIZE=1 (mitmproxy's debug checks off)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run's numbers to this file")
     args = parser.parse_args(argv)
 
@@ -229,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         nginx_url = f"http://127.0.0.1:{nginx_port}"
         targets.append(procs.start_mitmdump(nginx_url, home, proxy_cpus))
         targets.append(procs.start_sinch_proxy(nginx_url, home, proxy_cpus))
+        if args.python_optimize:
+            optimized = {"PYTHONOPTIMIZE": "1"}
+            targets.append(procs.start_sinch_proxy(nginx_url, home, proxy_cpus, name=SINCH_OPTIMIZED, env=optimized))
         print(f"bench: {os.cpu_count()} CPUs, {'hey+nginx on CPU 0, proxies on CPU 1' if pin else 'not pinned'}; "
               f"mitmdump: {' '.join(procs.mitmdump_argv(nginx_url, targets[1].port, Path('CONFDIR'))[1:])}",
               flush=True)  # fmt: skip
