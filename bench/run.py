@@ -258,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         micro = microbench.measure() if not args.no_microbench else []
         profiles = {}
         if not args.no_profile and hotspots.py_spy():
-            profiles = {mix: hotspots.record(mix, 10, 250, args.concurrency, bool(pin)) for mix in MIXES}
+            try:
+                profiles = {mix: hotspots.record(mix, 10, 250, args.concurrency, bool(pin)) for mix in MIXES}
+            except SystemExit as exc:  # e.g. no ptrace rights: the measurements above still count
+                print(f"bench: no profile: {exc}", flush=True)
         elif not args.no_profile:
             print("bench: no py-spy (.tools/bin/pip install py-spy): no profile", flush=True)
     finally:
