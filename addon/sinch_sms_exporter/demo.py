@@ -9,42 +9,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import socket
-import subprocess
 import sys
-import time
+import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from sinch_sms_exporter import simulator, traffic
-
-
-def _wait_for(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
-
-
-@contextlib.contextmanager
-def _process(argv: list[str], what: str) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen(argv)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+from sinch_sms_exporter.processes import ComponentError, child, wait_ready
 
 
 def summary(metrics_url: str) -> str:
@@ -78,9 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     proxy_url = f"http://127.0.0.1:{args.listen_port}"
     metrics_url = f"http://127.0.0.1:{args.metrics_port}/metrics"
     python = sys.executable
+    workdir = Path(tempfile.mkdtemp(prefix="sinch-demo-"))
     try:
         with (
-            _process(
+            child(
+                "simulator",
                 [
                     python,
                     "-m",
@@ -90,9 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "--scenario",
                     "demo",
                 ],
-                "simulator",
-            ) as sim,  # fmt: skip
-            _process(
+                workdir,
+            ) as sim,
+            child(
+                "proxy",
                 [
                     python,
                     "-m",
@@ -108,16 +86,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "--upstream-timeout",
                     "10",
                 ],
-                "proxy",
-            ) as proxy,  # fmt: skip
+                workdir,
+            ) as proxy,
         ):
-            _wait_for(args.simulator_port, sim, "the simulator")
-            _wait_for(args.listen_port, proxy, "the proxy")
-            _wait_for(args.metrics_port, proxy, "the proxy's metrics endpoint")
+            wait_ready(sim, port=args.simulator_port)
+            wait_ready(proxy, url=f"http://127.0.0.1:{args.metrics_port}/healthz")
+            wait_ready(proxy, port=args.listen_port)
             for answer in simulator.CATALOG_ANSWERS:  # every catalog answer once, right away
                 traffic.send_one(proxy_url, "DEMOPLAN0123456789", answer)
             print(
                 f"\nDemo running. The proxy: {proxy_url} (upstream: the simulator on :{args.simulator_port})\n"
+                f"  logs:      {workdir}/proxy.log, {workdir}/simulator.log\n"
                 f"  metrics:   curl -s {metrics_url} | grep ^sinch_sms\n"
                 f"  try:       curl -si -H 'X-Sinch-Sim: 403:blocked_account' {proxy_url}/xms/v1/PLAN/batches\n"
                 f"  Prometheus: scrape 127.0.0.1:{args.metrics_port}; load prometheus/alerts.yml; import dashboards/\n"
@@ -132,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             generator.run(args.duration, 10.0, report)
             report({})
-    except RuntimeError as exc:
+    except ComponentError as exc:
         print(f"make demo: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -19,14 +19,12 @@ import json
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from sinch_sms_exporter import demo, simulator, traffic
+from sinch_sms_exporter.processes import ComponentError, child, wait_ready
 
 PLAN = "STACKPLAN0123456789"
 #: compose service name → the stack's component that plays it (rewritten to 127.0.0.1:port).
@@ -41,7 +40,7 @@ COMPOSE_SERVICES = ("proxy", "alertmanager", "prometheus", "localhost")
 PLACEHOLDER_SUFFIX = ".invalid"  # alertmanager.yml's placeholder webhook host
 
 
-class StackError(RuntimeError):
+class StackError(ComponentError):
     """Reported in one line; exit status 1."""
 
 
@@ -144,56 +143,6 @@ class Pager:
     def __exit__(self, *_: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@dataclass
-class Child:
-    """A component process; its output goes to a log file, shown when it fails."""
-
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-    def tail(self, lines: int = 15) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def check(self) -> None:
-        if self.popen.poll() is not None:
-            raise StackError(f"{self.name} exited with status {self.popen.returncode}:\n{self.tail()}")
-
-
-@contextlib.contextmanager
-def child(name: str, argv: list[str], workdir: Path) -> Iterator[Child]:
-    log = workdir / f"{name}.log"
-    with open(log, "wb") as out:
-        proc = Child(name, subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir), log)
-    try:
-        yield proc
-    finally:
-        if proc.popen.poll() is None:
-            proc.popen.terminate()
-            try:
-                proc.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait()
-
-
-def wait_ready(proc: Child, url: str | None = None, port: int | None = None, timeout: float = 30.0) -> None:
-    """Until `url` answers 200 (or `port` accepts a connection), or the process dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        proc.check()
-        with contextlib.suppress(OSError):
-            if url:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            elif port:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return
-        time.sleep(0.1)
-    raise StackError(f"{proc.name} not ready after {timeout:.0f} s:\n{proc.tail()}")
 
 
 def check_ports_free(ports: dict[str, int]) -> None:
@@ -415,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args, lambda line: print(line, flush=True))
-    except StackError as exc:
+    except ComponentError as exc:
         print(f"make stack: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
