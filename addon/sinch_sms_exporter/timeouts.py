@@ -19,12 +19,14 @@ from mitmproxy import connection, ctx, http
 
 logger = logging.getLogger(__name__)
 
+#: Set in a flow's metadata when the deadline cut it: it lives and dies with the flow.
+EXPIRED = "sinch_upstream_timeout"
+
 
 class UpstreamDeadline:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._pending: dict[str, tuple[float, http.HTTPFlow]] = {}
-        self.expired: set[str] = set()
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -47,10 +49,7 @@ class UpstreamDeadline:
     def pop_expired(self, flow: http.HTTPFlow) -> bool:
         """Forget a finished flow; True if it was cut by the deadline."""
         self._pending.pop(flow.id, None)
-        if flow.id in self.expired:
-            self.expired.discard(flow.id)
-            return True
-        return False
+        return flow.metadata.pop(EXPIRED, False)
 
     async def _watch(self) -> None:
         period = min(1.0, max(self.timeout / 4, 0.05))
@@ -63,7 +62,7 @@ class UpstreamDeadline:
                     break
                 del self._pending[flow_id]
                 if flow.response is None and flow.error is None and flow.live:
-                    self.expired.add(flow_id)
+                    flow.metadata[EXPIRED] = True
                     _abort_upstream(flow)
 
 
