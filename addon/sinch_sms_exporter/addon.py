@@ -20,7 +20,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from sinch_sms_exporter import __version__, classify, routes
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
-from sinch_sms_exporter.metrics import DEFAULT_BUCKETS, DEFAULT_CODE_CAP, Metrics, parse_buckets
+from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, Metrics, parse_buckets
 from sinch_sms_exporter.timeouts import UpstreamDeadline
 from sinch_sms_exporter.upstream_errors import upstream_error_reason
 
@@ -88,7 +88,7 @@ class SinchSmsExporter:
             "are counted as code=\"other\".",
         )  # fmt: skip
         loader.add_option(
-            "sinch_latency_buckets", str, ",".join(f"{b:g}" for b in DEFAULT_BUCKETS),
+            "sinch_latency_buckets", str, DEFAULT_BUCKETS_SPEC,
             "Buckets (seconds, comma-separated, increasing) of "
             "sinch_sms_request_duration_seconds.",
         )  # fmt: skip

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-Category = Literal["success", "client_error", "server_error"]
-
 #: Alert names are a contract (ARCHITECTURE.md); rules and the runbook refer to them.
 ALERT_ACCOUNT_BLOCKED = "SinchSmsAccountBlocked"
 ALERT_SERVER_ERROR_SPIKE = "SinchSmsServerErrorSpike"
@@ -36,19 +34,9 @@ class StatusInfo:
     reason: str
     meaning: str
     tip: str
-    #: Whether the API sends a body, and its shape: "json" ({"code","text"}), "resource", "none".
+    #: The body the API sends: "json_code" ({"code","text"}), "resource", "text", or "none".
     body: Literal["json_code", "resource", "none", "text"]
     alert: str | None = None
-
-    @property
-    def category(self) -> Category:
-        if self.status < 400:
-            return "success"
-        return "client_error" if self.status < 500 else "server_error"
-
-    @property
-    def status_class(self) -> str:
-        return f"{self.status // 100}xx"
 
     @property
     def anchor(self) -> str:

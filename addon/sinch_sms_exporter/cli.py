@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from sinch_sms_exporter import __version__, routes
 from sinch_sms_exporter.addon import DEFAULT_METRICS_PORT, DEFAULT_UPSTREAM_TIMEOUT, parse_region_map
 from sinch_sms_exporter.classify import DEFAULT_BODY_LIMIT
-from sinch_sms_exporter.metrics import DEFAULT_BUCKETS, DEFAULT_CODE_CAP, parse_buckets
+from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, parse_buckets
 
 PROG = "sinch-sms-proxy"
 ENV_PREFIX = "SINCH_PROXY_"
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--latency-buckets",
-        default=_env("LATENCY_BUCKETS", ",".join(f"{b:g}" for b in DEFAULT_BUCKETS)),
+        default=_env("LATENCY_BUCKETS", DEFAULT_BUCKETS_SPEC),
         metavar="SECONDS,…",
         help="histogram buckets of sinch_sms_request_duration_seconds",
     )

@@ -32,6 +32,9 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 
+#: DEFAULT_BUCKETS as the option/flag string (what parse_buckets reads back).
+DEFAULT_BUCKETS_SPEC = ",".join(f"{b:g}" for b in DEFAULT_BUCKETS)
+
 #: Default cap on distinct codes outside the catalog (Sinch adds codes over time).
 DEFAULT_CODE_CAP = 50
 #: Cap on distinct regions (forward mode derives them from host names).

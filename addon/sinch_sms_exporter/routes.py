@@ -117,11 +117,6 @@ def region_of_host(host: str) -> str | None:
     return (match.group("region") or "us").lower()
 
 
-def is_sinch_host(host: str) -> bool:
-    """Whether a host is one of Sinch's SMS API hosts (forward mode counts only these)."""
-    return SINCH_HOST_RE.fullmatch(host) is not None
-
-
 def host_pattern(pattern: str) -> str:
     """A host regex without the anchors users habitually add (`^…$`): patterns here are
     always matched against the whole host name."""
