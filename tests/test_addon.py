@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import platform
 
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.flow import Error
 from mitmproxy.test import taddons
+from prometheus_client import REGISTRY  # noqa: TID251 - only to prove it stays empty
 
 from flows import sinch_flow
 from sinch_sms_exporter import catalog
 from sinch_sms_exporter.addon import SinchSmsExporter
-from sinch_sms_exporter.classify import BodyTap
+from sinch_sms_exporter.classify import BodyTap, Outcome
 from sinch_sms_exporter.metrics import Metrics
 
 
@@ -200,7 +202,14 @@ def test_metrics_registry_is_private() -> None:
     # Two instances (as after a `-s` script reload) must not collide.
     a, b = Metrics(), Metrics()
     assert a.registry is not b.registry
-    assert a.registry.get_sample_value("sinch_sms_exporter_build_info", None) is None
+    # (This used to ask for build_info without its labels, which is None whatever happens.)
+    info = {"version": "unknown", "mitmproxy_version": "unknown", "python_version": platform.python_version()}
+    assert a.registry.get_sample_value("sinch_sms_exporter_build_info", info) == 1
+    a.record_response(Outcome("us", "batches", "POST", 403, "blocked_account", 0.1))
+    labels = dict(region="us", endpoint="batches", method="POST", status="403", code="blocked_account")
+    assert a.registry.get_sample_value("sinch_sms_responses_total", labels) == 1
+    assert b.registry.get_sample_value("sinch_sms_responses_total", labels) is None
+    assert not [m for m in REGISTRY.collect() if m.name.startswith("sinch_sms")]
 
 
 def test_build_info_names_the_versions(exporter) -> None:
