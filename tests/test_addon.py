@@ -174,6 +174,7 @@ def test_configure_rejects_bad_options_with_a_clear_error(exporter, option: str,
         tctx.configure(addon, **{option: bad})
     assert str(excinfo.value)
     assert "Traceback" not in str(excinfo.value)
+    assert option in str(excinfo.value)  # the message says which setting is wrong
 
 
 def test_buckets_and_cap_are_options(exporter) -> None:

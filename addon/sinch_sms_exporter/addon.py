@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from typing import Optional
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, TypeVar
 
 import mitmproxy
 from mitmproxy import ctx, exceptions, http
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 19880
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
+T = TypeVar("T")
 _REGION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
@@ -43,6 +44,16 @@ def parse_region_map(entries: Sequence[str]) -> dict[str, str]:
             )
         regions[host.lower()] = region
     return regions
+
+
+def _parsed(option: str, parse: Callable[[Any], T], value: Any) -> T:
+    """`parse(value)`, its failure an OptionsError that names the option (a bare regex error
+    such as "missing ), unterminated subpattern" would not say which setting is wrong)."""
+    try:
+        return parse(value)
+    except (ValueError, re.error, OSError) as exc:
+        message = str(exc)
+        raise exceptions.OptionsError(message if option in message else f"{option}: {message}") from exc
 
 
 class SinchSmsExporter:
@@ -119,13 +130,12 @@ class SinchSmsExporter:
             raise exceptions.OptionsError(f"sinch_metrics_port {opts.sinch_metrics_port} is not a port")
         if opts.sinch_upstream_timeout < 0:
             raise exceptions.OptionsError("sinch_upstream_timeout must be 0 (off) or more seconds")
-        try:
-            buckets = parse_buckets(opts.sinch_latency_buckets)
-            regions = parse_region_map(opts.sinch_regions)
-            counted_hosts = re.compile(routes.host_pattern(opts.sinch_hosts), re.IGNORECASE)
-            web_config = WebConfig.load(opts.sinch_metrics_web_config)
-        except (ValueError, re.error, OSError) as exc:
-            raise exceptions.OptionsError(str(exc)) from exc
+        buckets = _parsed("sinch_latency_buckets", parse_buckets, opts.sinch_latency_buckets)
+        regions = _parsed("sinch_regions", parse_region_map, opts.sinch_regions)
+        counted_hosts = _parsed(
+            "sinch_hosts", lambda p: re.compile(routes.host_pattern(p), re.IGNORECASE), opts.sinch_hosts
+        )
+        web_config = _parsed("sinch_metrics_web_config", WebConfig.load, opts.sinch_metrics_web_config)
 
         self._body_limit = opts.sinch_body_limit
         self._configured_regions = regions
