@@ -10,7 +10,6 @@ and a histogram observation on cached label children.
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterable, Sequence
 
 from prometheus_client import (
@@ -18,6 +17,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
 )
@@ -142,10 +142,13 @@ class Metrics:
         build_info = Gauge(
             "sinch_sms_exporter_build_info",
             "Always 1; the labels give the exporter and mitmproxy versions.",
-            ("version", "mitmproxy_version", "python_version"),
+            ("version", "mitmproxy_version"),
             registry=self.registry,
         )
-        build_info.labels(version, mitmproxy_version, platform.python_version()).set(1)
+        build_info.labels(version, mitmproxy_version).set(1)
+        # The Python version is prometheus_client's python_info, not a third build_info label:
+        # the contract fixes build_info's labels, and users' joins on them.
+        PlatformCollector(registry=self.registry)
         # process_start_time_seconds tells a restart from a steady counter: the alert rules
         # count a blocked_account answer after a restart even when the reborn counter does
         # not drop below its old value (same instance label, e.g. a compose service).
