@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,23 +43,73 @@ class Upstream:
     region: str
 
 
-def _env(name: str, default: Any = None) -> Any:
-    return os.environ.get(ENV_PREFIX + name, default)
-
-
 def _env_list(name: str) -> list[str] | None:
-    value = _env(name)
+    value = os.environ.get(ENV_PREFIX + name)
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_KINDS = {int: "a whole number", float: "a number"}
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the usage block drowns the message)."""
+    """argparse, but a usage error is one line (the usage block drowns the message), and
+    every option has a SINCH_PROXY_<FLAG> variable, checked as strictly as the flag."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: (action, variable name) of every option settable from the environment.
+        self.variables: list[tuple[argparse.Action, str]] = []
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def option(self, flag: str, *, env: bool = True, shown_default: Any = None, **kwargs: Any) -> None:
+        """add_argument, with the default and the environment variable in the help text."""
+        default = kwargs.get("default") if shown_default is None else shown_default
+        notes = [f"default: {default}"] if default not in (None, False) else []
+        variable = ENV_PREFIX + flag.removeprefix("--").replace("-", "_").upper()
+        if env:
+            notes.append(f"env {variable}")
+        help_text = kwargs.pop("help")
+        if notes:
+            help_text += " [" + "; ".join(notes).replace("%", "%%") + "]"
+        action = self.add_argument(flag, help=help_text, **kwargs)
+        if env:
+            self.variables.append((action, variable))
 
-def build_parser() -> argparse.ArgumentParser:
+    def apply_environment(self, environ: Mapping[str, str]) -> None:
+        """Set variables become defaults (so flags win). A bad value is a UsageError naming
+        the variable: argparse checks neither `choices` nor booleans of defaults."""
+        for action, variable in self.variables:
+            raw = environ.get(variable, "")
+            if raw.strip() and action.dest not in _LIST_OPTIONS:
+                self.set_defaults(**{action.dest: _env_value(action, variable, raw.strip())})
+
+
+#: Repeatable flags: their variables are comma-separated lists, read in settings_from (an
+#: argparse default list would be appended to by the flags instead of replaced).
+_LIST_OPTIONS = ("upstream", "region")
+
+
+def _env_value(action: argparse.Action, variable: str, raw: str) -> Any:
+    if action.nargs == 0:  # store_true
+        if raw.lower() in _TRUE + _FALSE:
+            return raw.lower() in _TRUE
+        raise UsageError(f"{variable}={raw!r}: expected true or false (1/0, yes/no, on/off)")
+    value: Any = raw
+    if action.type is not None:
+        try:
+            value = action.type(raw)
+        except (TypeError, ValueError):
+            raise UsageError(f"{variable}={raw!r}: not {_KINDS.get(action.type, 'valid')}") from None
+    if action.choices is not None and value not in action.choices:
+        raise UsageError(f"{variable}={raw!r}: choose from {', '.join(map(str, action.choices))}")
+    return value
+
+
+def build_parser() -> _Parser:
     parser = _Parser(
         prog=PROG,
         description="A sidecar proxy for the Sinch SMS REST API that counts every answer by HTTP "
@@ -67,62 +117,51 @@ def build_parser() -> argparse.ArgumentParser:
         "base URL at http://LISTEN-HOST:LISTEN-PORT. Every flag can also be set by the "
         f"environment variable {ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}METRICS_PORT=9000; lists "
         "comma-separated); flags win.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add = parser.add_argument
+    add = parser.option
     add(
         "--upstream",
         action="append",
         metavar="URL[@PORT]",
+        shown_default=DEFAULT_UPSTREAM,
         help="Sinch SMS API base URL to proxy (repeat for several regions, each on its own "
-        "listener: @PORT, or the next port after --listen-port). "
-        f"[env {ENV_PREFIX}UPSTREAM; default {DEFAULT_UPSTREAM}]",
+        "listener: @PORT, or the next port after --listen-port)",
     )
     add(
         "--region",
         action="append",
         metavar="NAME",
         help="region label of each --upstream, in the same order (default: from the host, "
-        f"{{region}}.sms.api.sinch.com; 'other' for other hosts). [env {ENV_PREFIX}REGION]",
+        "{region}.sms.api.sinch.com; 'other' for other hosts)",
     )
-    add(
-        "--listen-host",
-        default=_env("LISTEN_HOST", "127.0.0.1"),
-        help="address the proxy listens on; a sidecar needs only loopback",
-    )
-    add(
-        "--listen-port",
-        type=int,
-        default=_env("LISTEN_PORT", DEFAULT_LISTEN_PORT),
-        help="port of the (first) proxy listener",
-    )
+    add("--listen-host", default="127.0.0.1", help="address the proxy listens on; a sidecar needs only loopback")
+    add("--listen-port", type=int, default=DEFAULT_LISTEN_PORT, help="port of the (first) proxy listener")
     add(
         "--metrics-host",
-        default=_env("METRICS_HOST", "0.0.0.0"),
+        default="0.0.0.0",
         help="address of /metrics (all interfaces: Prometheus scrapes the pod from outside)",
     )
     add(
         "--metrics-port",
         type=int,
-        default=_env("METRICS_PORT", DEFAULT_METRICS_PORT),
-        help="port of /metrics (outside the 9100-9999 exporter range, which is fully allocated)",
+        default=DEFAULT_METRICS_PORT,
+        help="port of /metrics, 0 for none (19880: outside the 9100-9999 exporter range, which is fully allocated)",
     )
     add(
         "--metrics-web-config",
-        default=_env("METRICS_WEB_CONFIG"),
         metavar="FILE",
         help="exporter-toolkit style web config (TLS, basic auth) protecting /metrics",
     )
     add(
         "--mode",
         choices=("reverse", "forward"),
-        default=_env("MODE", "reverse"),
+        default="reverse",
         help="reverse: the service's base URL points at the proxy; forward: the service uses "
         "the proxy as HTTPS_PROXY and trusts its CA; only --forward-hosts are decrypted",
     )
     add(
         "--forward-hosts",
-        default=_env("FORWARD_HOSTS", routes.SINCH_HOST_PATTERN),
+        default=routes.SINCH_HOST_PATTERN,
         metavar="REGEX",
         help="forward mode: regex matched against the whole host name of the hosts that are decrypted "
         "and counted; all others pass through untouched",
@@ -130,59 +169,48 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--upstream-timeout",
         type=float,
-        default=_env("UPSTREAM_TIMEOUT", DEFAULT_UPSTREAM_TIMEOUT),
+        default=DEFAULT_UPSTREAM_TIMEOUT,
         metavar="SECONDS",
         help="time to wait for the upstream's response headers before answering 502 (0: forever)",
     )
     add(
         "--body-limit",
         type=int,
-        default=_env("BODY_LIMIT", DEFAULT_BODY_LIMIT),
+        default=DEFAULT_BODY_LIMIT,
         metavar="BYTES",
         help="error bodies larger than this are not parsed for a code (traffic is unaffected)",
     )
     add(
         "--code-cap",
         type=int,
-        default=_env("CODE_CAP", DEFAULT_CODE_CAP),
+        default=DEFAULT_CODE_CAP,
         metavar="N",
         help="distinct non-catalog error codes kept before the rest become 'other'",
     )
     add(
         "--latency-buckets",
-        default=_env("LATENCY_BUCKETS", DEFAULT_BUCKETS_SPEC),
+        default=DEFAULT_BUCKETS_SPEC,
         metavar="SECONDS,…",
         help="histogram buckets of sinch_sms_request_duration_seconds",
     )
+    add("--upstream-ca", metavar="PEM", help="extra CA bundle trusted for the upstream's certificate")
+    add("--ssl-insecure", action="store_true", help="do not verify the upstream's certificate (testing only)")
+    add("--confdir", default="~/.mitmproxy", help="mitmproxy's directory (forward mode keeps its CA here)")
+    add("--log-level", default="info", choices=("error", "warn", "info", "debug"), help="log verbosity")
     add(
-        "--upstream-ca",
-        default=_env("UPSTREAM_CA"),
-        metavar="PEM",
-        help="extra CA bundle trusted for the upstream's certificate",
-    )
-    add(
-        "--ssl-insecure",
+        "--print-addon-path",
+        env=False,
         action="store_true",
-        default=_env("SSL_INSECURE", "") in ("1", "true", "yes"),
-        help="do not verify the upstream's certificate (testing only)",
+        help="print the path of the addon script for `mitmdump -s` and exit",
     )
-    add(
-        "--confdir",
-        default=_env("CONFDIR", "~/.mitmproxy"),
-        help="mitmproxy's directory (forward mode keeps its CA here)",
-    )
-    add(
-        "--log-level",
-        default=_env("LOG_LEVEL", "info"),
-        choices=("error", "warn", "info", "debug"),
-        help="log verbosity",
-    )
-    add("--print-addon-path", action="store_true", help="print the path of the addon script for `mitmdump -s` and exit")
-    add("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
 
-def parse_upstreams(urls: Sequence[str], regions: Sequence[str], first_port: int) -> list[Upstream]:
+def parse_upstreams(
+    urls: Sequence[str], regions: Sequence[str], first_port: int, source: str = "--upstream"
+) -> list[Upstream]:
+    """The upstreams and their listeners; `source` names where the URLs came from in errors."""
     if regions and len(regions) != len(urls):
         raise UsageError(f"got {len(regions)} --region for {len(urls)} --upstream: give one per upstream, in order")
     upstreams: list[Upstream] = []
@@ -193,17 +221,17 @@ def parse_upstreams(urls: Sequence[str], regions: Sequence[str], first_port: int
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
-            raise UsageError(f"bad --upstream {spec!r}: the port is not a number") from None
+            raise UsageError(f"bad {source} {spec!r}: the port is not a number") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"bad --upstream {spec!r}: expected http(s)://HOST[:PORT], e.g. {DEFAULT_UPSTREAM}")
+            raise UsageError(f"bad {source} {spec!r}: expected http(s)://HOST[:PORT], e.g. {DEFAULT_UPSTREAM}")
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
             raise UsageError(
-                f"bad --upstream {spec!r}: give the base URL only (no path, query or credentials); "
+                f"bad {source} {spec!r}: give the base URL only (no path, query or credentials); "
                 "the service keeps sending /xms/v1/…"
             )
         if at:
             if not port_text.isdigit():
-                raise UsageError(f"bad --upstream {spec!r}: the listen port after '@' is not a number")
+                raise UsageError(f"bad {source} {spec!r}: the listen port after '@' is not a number")
             listen_port = int(port_text)
         else:
             listen_port = next_port
@@ -252,9 +280,10 @@ def _check_confdir(confdir: Path) -> None:
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     """Validate the arguments and turn them into mitmproxy options."""
+    source = "--upstream" if args.upstream else f"{ENV_PREFIX}UPSTREAM"
     urls = args.upstream or _env_list("UPSTREAM") or [DEFAULT_UPSTREAM]
     regions = args.region or _env_list("REGION") or []
-    upstreams = parse_upstreams(urls, regions, args.listen_port)
+    upstreams = parse_upstreams(urls, regions, args.listen_port, source)
     try:
         parse_buckets(args.latency_buckets)
         parse_region_map([f"{u.host}:{u.port}={u.region}" for u in upstreams])
@@ -313,6 +342,11 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    try:
+        parser.apply_environment(os.environ)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its one-line error
