@@ -1,5 +1,5 @@
-# sinch-sms-proxy as a container image: Python 3.12 + mitmproxy 12, every package pinned
-# (deploy/docker/requirements.txt), running as an unprivileged user. Settings come from the
+# sinch-sms-proxy as a container image: Python 3.12 + mitmproxy 12, every package pinned and
+# hashed (deploy/docker/requirements.txt), running as an unprivileged user. Settings come from the
 # SINCH_PROXY_* environment variables (sinch-sms-proxy --help lists them) or flags:
 #   docker build -t sinch-sms-exporter:0.1.0 .
 #   docker run -p 127.0.0.1:8080:8080 -p 19880:19880 sinch-sms-exporter:0.1.0 --upstream https://eu.sms.api.sinch.com
@@ -18,9 +18,9 @@ COPY deploy/docker/requirements.txt deploy/docker/build-requirements.txt deploy/
 # Dependencies first (a layer that survives source edits); the wheel is built by a throwaway
 # virtualenv with pinned setuptools/wheel (no unpinned build isolation), then installed alone.
 RUN python -m venv /opt/build \
- && /opt/build/bin/pip install --no-cache-dir --requirement deploy/docker/build-requirements.txt \
+ && /opt/build/bin/pip install --no-cache-dir --require-hashes --requirement deploy/docker/build-requirements.txt \
  && python -m venv /opt/sinch \
- && /opt/sinch/bin/pip install --no-cache-dir --requirement deploy/docker/requirements.txt
+ && /opt/sinch/bin/pip install --no-cache-dir --require-hashes --requirement deploy/docker/requirements.txt
 COPY pyproject.toml README.md ./
 COPY addon addon
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \

@@ -72,7 +72,8 @@ test-mitmproxy12: system-deps tools
 	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 suite skipped"; exit 0; fi
 	$(PYTHON312) -m venv $(VENV312)
 	$(VENV312)/bin/pip install --quiet --upgrade pip
-	$(VENV312)/bin/pip install --quiet -r deploy/docker/requirements.txt -c deploy/docker/requirements.txt -e '.[test]'
+	$(VENV312)/bin/pip install --quiet --require-hashes -r deploy/docker/requirements.txt
+	$(VENV312)/bin/pip install --quiet -e '.[test]'   # already satisfied by the pins: only test tools are added
 	$(VENV312)/bin/pip check
 	$(VENV312)/bin/python -c "import mitmproxy.version as v, sys; print('Python', sys.version.split()[0], 'mitmproxy', v.VERSION)"
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(VENV312)/bin/pytest $(PYTEST_ARGS)

@@ -116,15 +116,29 @@ def test_runs_as_a_fixed_unprivileged_user_with_a_writable_confdir() -> None:
 
 
 def _pins(path: Path) -> dict[str, Version]:
+    """name → pinned version of a pip requirements file whose every entry is `==` with hashes."""
     pins = {}
-    for line in path.read_text().splitlines():
+    text = path.read_text().replace("\\\n", " ")  # pip's line continuations
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            requirement = Requirement(line)
+            spec_text, *hashes = (part.strip() for part in line.split("--hash="))
+            requirement = Requirement(spec_text)
             (spec,) = requirement.specifier
-            assert spec.operator == "==", f"{path.name}: {line} is not pinned with =="
+            assert spec.operator == "==", f"{path.name}: {spec_text} is not pinned with =="
+            assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), (
+                f"{path.name}: {spec_text} has no sha256 hashes (the Dockerfile installs with --require-hashes)"
+            )
             pins[canonicalize_name(requirement.name)] = Version(spec.version)
     return pins
+
+
+def test_image_installs_only_hashed_pins() -> None:
+    commands = [c.strip() for stage in dockerfile_stages() for run in stage.all("RUN") for c in run.split("&&")]
+    for requirements in ("deploy/docker/requirements.txt", "deploy/docker/build-requirements.txt"):
+        (command,) = [c for c in commands if f"--requirement {requirements}" in c]
+        assert "--require-hashes" in command.split(), command
+        _pins(REPO / requirements)  # and every entry of it is pinned and hashed
 
 
 def test_every_dependency_is_pinned_for_python_312() -> None:
