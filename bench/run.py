@@ -14,6 +14,13 @@ adds over direct at concurrency 1, the cost of a /metrics scrape with a full set
 RSS of a fresh proxy after 10k and 200k requests, the addon's own µs per answer, and a
 py-spy profile of sinch-sms-proxy under load (bench/hotspots.py; skipped without py-spy).
 
+Every run through sinch-sms-proxy is also a count check: its /metrics before and after,
+and the increase of sinch_sms_responses_total by status and code must equal hey's status
+code distribution (bench/counts.py). The report ends with a PASS/FAIL line per target of
+issue 5 (bench/results.py). Exit status: 1 for a measurement error (hey errors, statuses
+nginx never sends, a count mismatch), else 0; a missed target is reported, and changes the
+exit status (to 2) only with --fail-on-targets.
+
     .venv/bin/python bench/run.py [--pairs 5] [--duration 3] [--rss-requests 200000] …
 
 The machine is shared and small: numbers are noisy, which is why only medians of
