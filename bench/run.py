@@ -14,6 +14,13 @@ adds over direct at concurrency 1, the cost of a /metrics scrape with a full set
 RSS of a fresh proxy after 10k and 200k requests, the addon's own µs per answer, and a
 py-spy profile of sinch-sms-proxy under load (bench/hotspots.py; skipped without py-spy).
 
+Every run through sinch-sms-proxy is also a count check: its /metrics before and after,
+and the increase of sinch_sms_responses_total by status and code must equal hey's status
+code distribution (bench/counts.py). The report ends with a PASS/FAIL line per target of
+issue 5 (bench/results.py). Exit status: 1 for a measurement error (hey errors, statuses
+nginx never sends, a count mismatch), else 0; a missed target is reported, and changes the
+exit status (to 2) only with --fail-on-targets.
+
     .venv/bin/python bench/run.py [--pairs 5] [--duration 3] [--rss-requests 200000] …
 
 The machine is shared and small: numbers are noisy, which is why only medians of
@@ -28,53 +35,38 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
+import counts
 import hotspots
 import loadgen
 import microbench
 import procs
+import results
 import scrape
 import upstream
+from results import DIRECT, SINCH, Run
 
 MIXES: dict[str, tuple[str, int]] = {
-    "success": (upstream.SUCCESS_PATH, 201),
-    "error": (upstream.ERROR_PATH, 403),
+    "success": (upstream.SUCCESS_PATH, results.MIX_ANSWERS["success"][0]),
+    "error": (upstream.ERROR_PATH, results.MIX_ANSWERS["error"][0]),
 }
-DIRECT, MITMDUMP, SINCH = "direct (nginx)", "mitmdump", "sinch-sms-proxy"
+#: The code nginx's answer of each status carries (what the proxy must count it under).
+CODES: dict[int, str] = dict(results.MIX_ANSWERS.values())
 SINCH_OPTIMIZED = f"{SINCH} -O"
 RSS_CHECKPOINTS = (10_000, 50_000, 100_000, 150_000, 200_000)
 
 
-@dataclass
-class Run:
-    """One hey run against one target: hey's numbers plus the target's CPU and RSS."""
-
-    target: str
-    mix: str
-    concurrency: int
-    rps: float
-    p50: float
-    p95: float
-    p99: float
-    requests: int
-    cpu_seconds: float
-    rss_bytes: int
-    problems: str = ""
-
-    @property
-    def cpu_per_1k(self) -> float:
-        return self.cpu_seconds / self.requests * 1000 if self.requests else float("nan")
-
-
 def measure(target: procs.Target, mix: str, concurrency: int, duration: float, cpus: str | None) -> Run:
+    """One hey run; for a sinch-sms-proxy, also the count check: /metrics before and after."""
     path, status = MIXES[mix]
+    before = counts.read(target.metrics_port) if target.metrics_port else None
     cpu_before = procs.cpu_seconds(target.pid)
     result = loadgen.run_hey(target.url(path), concurrency=concurrency, duration=duration, cpus=cpus)
     cpu = procs.cpu_seconds(target.pid) - cpu_before
@@ -85,83 +77,19 @@ def measure(target: procs.Target, mix: str, concurrency: int, duration: float, c
         problems.append(f"unexpected statuses {sorted(set(result.statuses) - {status})}")
     if not result.requests:
         raise RuntimeError(f"{target.name}: no answers at all: {problems}")
+    mismatch = []
+    if before is not None and target.metrics_port:
+        after = counts.read(target.metrics_port)
+        counted = results.increase(before.responses, after.responses)
+        mismatch = results.count_problems(result.statuses, counted, CODES, after.failures - before.failures)
     return Run(
         target.name, mix, concurrency, result.rps, result.latency(50), result.latency(95), result.latency(99),
-        result.requests, cpu, procs.rss_bytes(target.pid), "; ".join(problems),
+        result.requests, cpu, procs.rss_bytes(target.pid), "; ".join(problems), "; ".join(mismatch),
     )  # fmt: skip
-
-
-def median(runs: Sequence[Run], key: Callable[[Run], float]) -> float:
-    return statistics.median(key(r) for r in runs)
-
-
-# --- output --------------------------------------------------------------------------------
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
-
-
-def _targets(runs: list[Run]) -> list[str]:
-    """Target names in the order they were run."""
-    return list(dict.fromkeys(r.target for r in runs))
-
-
-def load_table(runs: list[Run], concurrency: int) -> str:
-    """Medians per mix and target, then each sinch-sms-proxy's ratios to bare mitmdump."""
-    lines = [
-        "| mix | target | req/s (min-max) | p50 ms | p95 ms | p99 ms | CPU s / 1k req | RSS MiB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for mix in MIXES:
-        by_target = {t: [r for r in runs if r.mix == mix and r.target == t and r.concurrency == concurrency]
-                     for t in _targets(runs)}  # fmt: skip
-        for target, group in by_target.items():
-            if not group:
-                continue
-            cpu_note = " (nginx)" if target == DIRECT else ""
-            lines.append(
-                f"| {mix} | {target} | {median(group, lambda r: r.rps):,.0f} "
-                f"({min(r.rps for r in group):,.0f}-{max(r.rps for r in group):,.0f}) "
-                f"| {_ms(median(group, lambda r: r.p50))} | {_ms(median(group, lambda r: r.p95))} "
-                f"| {_ms(median(group, lambda r: r.p99))} | {median(group, lambda r: r.cpu_per_1k):.3f}{cpu_note} "
-                f"| {max(r.rss_bytes for r in group) / 2**20:.0f} |"
-            )
-        mitm = by_target.get(MITMDUMP)
-        for target, sinch in by_target.items():
-            if not (mitm and sinch and target.startswith(SINCH)):
-                continue
-            ratio = {
-                name: median(sinch, key) / median(mitm, key)
-                for name, key in (
-                    ("rps", lambda r: r.rps),
-                    ("p50", lambda r: r.p50),
-                    ("p95", lambda r: r.p95),
-                    ("p99", lambda r: r.p99),
-                    ("cpu", lambda r: r.cpu_per_1k),
-                )
-            }
-            lines.append(
-                f"| {mix} | **ratio {target} / mitmdump** | **{ratio['rps']:.2f}x** | {ratio['p50']:.2f}x "
-                f"| {ratio['p95']:.2f}x | **{ratio['p99']:.2f}x** | {ratio['cpu']:.2f}x | |"
-            )
-    return "\n".join(lines)
-
-
-def latency_table(runs: list[Run]) -> str:
-    """Concurrency 1: p50 of each way, and what each proxy adds over direct."""
-    lines = ["| mix | target | p50 ms | p99 ms | added p50 over direct, ms |", "| --- | --- | ---: | ---: | ---: |"]
-    for mix in MIXES:
-        group = {t: [r for r in runs if r.mix == mix and r.target == t and r.concurrency == 1]
-                 for t in _targets(runs)}  # fmt: skip
-        if not group.get(DIRECT):
-            continue
-        direct = median(group[DIRECT], lambda r: r.p50)
-        for target, runs_ in group.items():
-            p50 = median(runs_, lambda r: r.p50)
-            added = "" if target == DIRECT else f"{(p50 - direct) * 1000:.2f}"
-            lines.append(f"| {mix} | {target} | {_ms(p50)} | {_ms(median(runs_, lambda r: r.p99))} | {added} |")
-    return "\n".join(lines)
 
 
 # --- phases --------------------------------------------------------------------------------
@@ -176,7 +104,7 @@ def load_phase(targets: list[procs.Target], args: argparse.Namespace, load_cpus:
             for target in targets:
                 run = measure(target, mix, args.concurrency, args.duration, load_cpus)
                 runs.append(run)
-                note = f"  !! {run.problems}" if run.problems else ""
+                note = "".join(f"  !! {p}" for p in (run.problems, run.mismatch and f"count: {run.mismatch}") if p)
                 print(f"  {mix:<7} c={args.concurrency} #{pair + 1} {target.name:<19} {run.rps:>9,.0f} req/s "
                       f"p99 {_ms(run.p99):>6} ms  {run.cpu_per_1k:.3f} CPU s/1k{note}", flush=True)  # fmt: skip
     for mix in MIXES:
@@ -184,14 +112,21 @@ def load_phase(targets: list[procs.Target], args: argparse.Namespace, load_cpus:
             for target in targets:
                 run = measure(target, mix, 1, args.latency_duration, load_cpus)
                 runs.append(run)
-                print(f"  {mix:<7} c=1 #{pair + 1} {target.name:<19} p50 {_ms(run.p50):>5} ms", flush=True)
+                note = "".join(f"  !! {p}" for p in (run.problems, run.mismatch and f"count: {run.mismatch}") if p)
+                print(f"  {mix:<7} c=1 #{pair + 1} {target.name:<19} p50 {_ms(run.p50):>5} ms{note}", flush=True)
     return runs
 
 
-def rss_phase(nginx_url: str, home: Path, args: argparse.Namespace, load_cpus, proxy_cpus) -> list[tuple[int, int]]:
-    """A fresh sinch-sms-proxy; RSS after each checkpoint of requests (success and error alternating)."""
+def rss_phase(
+    nginx_url: str, home: Path, args: argparse.Namespace, load_cpus, proxy_cpus
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """A fresh sinch-sms-proxy; RSS after each checkpoint of requests (success and error alternating).
+
+    Also the count check over the whole phase: what the proxy counted against hey's answers."""
     proxy = procs.start_sinch_proxy(nginx_url, home, proxy_cpus, name="rss-proxy")
     points = [(0, procs.rss_bytes(proxy.pid))]
+    received: Counter[int] = Counter()
+    errors = 0
     try:
         checkpoints = sorted({c for c in RSS_CHECKPOINTS if c < args.rss_requests} | {args.rss_requests})
         sent, turn, c = 0, 0, args.concurrency
@@ -202,12 +137,21 @@ def rss_phase(nginx_url: str, home: Path, args: argparse.Namespace, load_cpus, p
                 path = MIXES[("success", "error")[turn % 2]][0]
                 result = loadgen.run_hey(proxy.url(path), concurrency=c, requests=n, cpus=load_cpus)
                 sent += result.requests + result.error_count
+                received.update(result.statuses)
+                errors += result.error_count
                 turn += 1
             points.append((sent, procs.rss_bytes(proxy.pid)))
             print(f"  rss after {sent:>7,} requests: {points[-1][1] / 2**20:.1f} MiB", flush=True)
+        assert proxy.metrics_port
+        counted = counts.read(proxy.metrics_port)
     finally:
         proxy.stop()
-    return points
+    problems = results.count_problems(received, counted.responses, CODES, counted.failures)
+    if errors:
+        problems.append(f"hey: {errors} errors")
+    if set(received) - set(CODES):
+        problems.append(f"unexpected statuses {sorted(set(received) - set(CODES))}")
+    return points, problems
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--python-optimize",
         action="store_true",
         help=f"also run '{SINCH_OPTIMIZED}': sinch-sms-proxy with PYTHONOPTIMIZE=1 (mitmproxy's debug checks off)",
+    )
+    parser.add_argument(
+        "--fail-on-targets",
+        action="store_true",
+        help="exit 2 when a target of issue 5 is missed (default: printed as FAIL, exit 0)",
     )
     parser.add_argument("--json", type=Path, help="also write every run's numbers to this file")
     args = parser.parse_args(argv)
@@ -252,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for target in targets[1:]:
             target.stop()
         report["runs"] = [asdict(r) for r in runs]
-        rss = rss_phase(nginx_url, home, args, load_cpus, proxy_cpus) if args.rss_requests else []
+        rss, rss_problems = rss_phase(nginx_url, home, args, load_cpus, proxy_cpus) if args.rss_requests else ([], [])
         report["rss"] = rss
         scraped = scrape.measure(home, proxy_cpus) if not args.no_scrape else None
         micro = microbench.measure() if not args.no_microbench else []
@@ -271,17 +220,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rounds = f"{args.pairs} alternating rounds of {args.duration:g} s; medians"
     print(f"\n## Under load (hey -c {args.concurrency}, {rounds})\n")
-    print(load_table(runs, args.concurrency))
+    print(results.load_table(runs, args.concurrency))
     print(f"\n## Concurrency 1 (hey -c 1, {args.pairs} rounds of {args.latency_duration:g} s; medians)\n")
-    print(latency_table(runs))
+    print(results.latency_table(runs))
     if rss:
         print("\n## sinch-sms-proxy RSS (fresh process, success and error alternating)\n")
         print(" | ".join(f"{n:,} req: {b / 2**20:.1f} MiB" for n, b in rss))
     if scraped:
         report["scrape"] = asdict(scraped)
         print(f"\n## /metrics with a full set of series ({scraped.requests:,} requests through the proxy)\n")
-        print(f"{scraped.series:,} samples, {scraped.size_bytes / 1024:.0f} KiB, "
-              f"scrape {scraped.median_ms:.1f} ms median of {len(scraped.times_ms)}")  # fmt: skip
+        print(scrape.summary(scraped))
     if micro:
         report["microbench"] = [asdict(m) for m in micro]
         print("\n## The addon in-process (µs per answer, median of 7 repeats)\n")
@@ -291,14 +239,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.setdefault("profiles", {})[mix] = asdict(prof)
         print(f"\n## Profile of sinch-sms-proxy under load, {mix} mix\n")
         print(hotspots.report(prof, mix, 12))
-    problems = [r for r in runs if r.problems]
-    if problems:
-        print(f"\n!! {len(problems)} runs had errors or unexpected statuses (see above): their numbers are suspect")
-    print(f"\nbench: {elapsed:.0f} s; python {sys.version.split()[0]}")
+
+    measured = [r for r in runs if r.target.startswith(SINCH)]
+    print("\n## Count check: what sinch-sms-proxy counted against what hey received\n")
+    print(f"{len(measured)} runs through sinch-sms-proxy, {sum(r.requests for r in measured):,} answers: "
+          f"{sum(1 for r in measured if r.mismatch)} mismatches", flush=True)  # fmt: skip
+    for r in measured:
+        if r.mismatch:
+            print(f"!! {r.target} {r.mix} c={r.concurrency}: {r.mismatch}")
+    if rss:
+        print(f"RSS phase, {rss[-1][0]:,} requests: {'; '.join(rss_problems) or 'every answer counted'}")
+    if scraped:
+        print(f"scrape phase, {scraped.requests:,} requests: {'; '.join(scraped.problems) or 'every series made'}")
+
+    per_answer = {m.name.split(":")[0]: m.microseconds for m in micro if m.name.endswith("responseheaders+response")}
+    checks = results.target_checks(runs, args.concurrency, rss, per_answer)
+    report["targets"] = [asdict(c) for c in checks]
+    print("\n## Targets of issue 5 (sinch-sms-proxy with every metric on)\n")
+    print("\n".join(c.line() for c in checks))
+
+    suspect = [r for r in runs if r.problems]
+    miscounted = [r for r in runs if r.mismatch]
+    errors = len(suspect) + len(miscounted) + bool(rss_problems) + bool(scraped and scraped.problems)
+    if suspect:
+        print(f"\n!! {len(suspect)} runs had errors or unexpected statuses (see above): their numbers are suspect")
+    if miscounted or rss_problems:
+        print("\n!! sinch-sms-proxy's counts differ from the answers hey received (see the count check)")
+    if scraped and scraped.problems:
+        print("\n!! the scrape phase did not make the full set of series it claims")
+    status = results.exit_status(errors, checks, args.fail_on_targets)
+    print(f"\nbench: {elapsed:.0f} s; python {sys.version.split()[0]}; exit {status}"
+          f"{' (measurement errors)' if status == 1 else ' (a target missed)' if status == 2 else ''}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     shutil.rmtree(home, ignore_errors=True)
-    return 1 if problems else 0
+    return status
 
 
 if __name__ == "__main__":

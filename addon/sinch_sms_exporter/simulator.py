@@ -7,14 +7,16 @@ proxy; it shares only the catalog with the product, it is not a mock of the prox
 
 What it answers is chosen, in this order, by
 1. the request header `X-Sinch-Sim: ANSWER` or the query parameter `sim=ANSWER` (tests);
-2. a weighted scenario (`--scenario demo`, for the demo and benchmarks);
-3. the realistic success of the endpoint (201 for POST /batches, 200 for GET, …).
+2. the path: one outside the API's endpoints gets 404 with no body, as from the real API;
+3. a weighted scenario (`--scenario demo`, for the demo and benchmarks);
+4. the realistic success of the endpoint (201 for POST /batches, 200 for GET, …).
 
 ANSWER is a status (`429`), a status and code (`403:blocked_account`), a code alone
 (`blocked_account`), or one of: `ok`, `big` (a 2 MiB success list), `novel:CODE`
 (a 400 with a code outside the catalog), `garbage` (a 403 whose body is not JSON), and the
 faults `drop` (close without answering), `reset` (TCP RST), `cut` (headers and half the
-body, then close), `hang` (never answer), `slow:SECONDS` (answer late). Modifiers go first:
+body, then close), `malformed` (a line that is not HTTP, then close), `hang` (never answer),
+`slow:SECONDS` (answer late). Modifiers go first:
 `gzip:`, `br:`, `zstd:`, `deflate:` (encode the body), `chunked:` (no Content-Length),
 e.g. `gzip:chunked:403:missing_callback_url`.
 """
@@ -44,7 +46,7 @@ import zstandard
 
 from sinch_sms_exporter import catalog, routes
 
-FAULTS = ("drop", "reset", "cut", "hang")
+FAULTS = ("drop", "reset", "cut", "malformed", "hang")
 ENCODINGS = ("gzip", "br", "zstd", "deflate")
 #: The demo's answer weights: mostly success, every catalog answer now and then, a few faults.
 DEMO_SCENARIO: dict[str, float] = {
@@ -197,12 +199,16 @@ class Simulator:
             self._weights = list(scenario.values())
         self.served = 0
 
-    def choose(self, request_spec: str | None) -> str | None:
+    def choose(self, request_spec: str | None, endpoint: str = "batches") -> str:
+        """The ANSWER spec for one request: its own choice, else 404 for a path outside the API
+        (the real API answers an invalid path so, whatever else happens), else the scenario's."""
         if request_spec:
             return request_spec
+        if endpoint == routes.OTHER:
+            return "404"
         if self.scenario:
             return self.random.choices(self._choices, self._weights)[0]
-        return None
+        return "ok"
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -236,14 +242,8 @@ class Simulator:
         url = urlsplit(target)
         spec = headers.get("x-sinch-sim") or (parse_qs(url.query).get("sim") or [None])[0]
         endpoint = routes.endpoint_of(url.path)
-        chosen = self.choose(spec)
         try:
-            if chosen is not None:
-                answer = parse_answer(chosen, method, endpoint)
-            elif endpoint == routes.OTHER:
-                answer = parse_answer("404")
-            else:
-                answer = parse_answer("ok", method, endpoint)
+            answer = parse_answer(self.choose(spec, endpoint), method, endpoint)
         except BadAnswer as exc:
             answer = Answer(status=599, body=f"simulator: {exc}\n".encode(), content_type="text/plain")
         self.served += 1
@@ -256,6 +256,10 @@ class Simulator:
         if answer.fault == "hang":
             await asyncio.Event().wait()
         if answer.fault == "drop":
+            return False
+        if answer.fault == "malformed":
+            writer.write(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\r\n")
+            await writer.drain()
             return False
         if answer.fault == "reset":
             sock = writer.get_extra_info("socket")

@@ -1,0 +1,148 @@
+"""`make demo` as a user runs it: `python -m sinch_sms_exporter.demo`, a real process that starts
+the simulator and the proxy, prints where to look, drives traffic, and stops cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, free_port, scrape, total, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+class Demo:
+    def __init__(self, tmp: Path, *args: str) -> None:
+        self.ports = {name: free_port() for name in ("listen", "metrics", "simulator")}
+        self.out = tmp / "demo.out"
+        argv = [sys.executable, "-m", "sinch_sms_exporter.demo", "--listen-port", str(self.ports["listen"]),
+                "--metrics-port", str(self.ports["metrics"]), "--simulator-port", str(self.ports["simulator"]),
+                "--rate", "60", "--report-every", "1", "--seed", "5", *args]  # fmt: skip
+        with open(self.out, "wb") as out:
+            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def wait_running(self) -> str:
+        """The output up to the 'where to look' lines, printed once the first round is through."""
+
+        def printed() -> str:
+            if self.popen.poll() is not None:
+                pytest.fail(f"the demo exited with {self.popen.returncode}:\n{self.output()[-3000:]}")
+            return "Ctrl-C stops everything" in (text := self.output()) and text
+
+        try:
+            return wait_until(printed, timeout=40, what="the demo's 'where to look' lines")
+        except TimeoutError as exc:
+            pytest.fail(f"{exc}; output:\n{self.output()[-3000:]}")
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            pytest.fail(f"the demo did not stop within {timeout} s:\n{self.output()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def _assert_clean_stop(demo: Demo, code: int) -> None:
+    text = demo.output()
+    assert code == 0, text[-3000:]
+    assert "Traceback" not in text and "make demo: error" not in text, text[-3000:]
+    assert "make demo: stopping the proxy and the simulator" in text
+    # the components went with it: nothing listens on their ports any more
+    assert [p for p in demo.ports.values() if _listening(p)] == []
+
+
+def test_demo_prints_where_to_look_shows_every_kind_of_answer_and_stops_on_sigint(tmp_path) -> None:
+    demo = Demo(tmp_path)
+    try:
+        text = demo.wait_running()
+        listen, metrics = demo.ports["listen"], demo.ports["metrics"]
+        assert f"The proxy: http://127.0.0.1:{listen} (upstream: the simulator on :{demo.ports['simulator']})" in text
+        assert f"curl -s http://127.0.0.1:{metrics}/metrics" in text
+        assert f"scrape 127.0.0.1:{metrics}" in text
+        logs = re.search(r"logs:\s+(\S+)/proxy\.log", text)
+        assert logs and Path(logs.group(1), "proxy.log").exists()
+
+        # the first round (every catalog answer, a drop, an unknown path), then steady traffic
+        before = total(scrape(metrics), "sinch_sms_responses_total")
+        samples = wait_until(
+            lambda: (s := scrape(metrics)) and total(s, "sinch_sms_responses_total") >= before + 60 and s,
+            timeout=20,
+            what="steady traffic after the first round",
+        )
+        demo_summaries = demo.output().count("sinch_sms_responses_total by status and code:")
+    finally:
+        if demo.popen.poll() is None:
+            demo.popen.send_signal(signal.SIGINT)
+        code = demo.wait_exit()
+        demo.kill()
+
+    responses = {labels: v for (name, labels), v in samples.items() if name == "sinch_sms_responses_total"}
+    by_status: dict[str, float] = {}
+    codes = set()
+    for labels, value in responses.items():
+        label = dict(labels)
+        by_status[label["status"]] = by_status.get(label["status"], 0) + value
+        codes.add(label["code"])
+        assert label["region"] == "us"
+        if label["endpoint"] == "other":  # a path outside the API: 404 and no code, whatever the scenario
+            assert (label["status"], label["code"]) == ("404", ""), label
+    successes = sum(v for s, v in by_status.items() if s.startswith("2"))
+    assert successes > 0.5 * total(samples, "sinch_sms_responses_total"), by_status
+    assert {"blocked_account", "missing_callback_url", "syntax_invalid_json", "unknown_group"} <= codes, codes
+    assert by_status.get("404", 0) >= 2 and by_status.get("429", 0) >= 1, by_status
+    assert sum(v for s, v in by_status.items() if s.startswith("5")) >= 2, by_status
+    assert total(samples, "sinch_sms_responses_total", endpoint="other", status="404") >= 1
+    assert total(samples, "sinch_sms_upstream_errors_total", reason="closed") >= 1
+    assert demo_summaries >= 1
+    _assert_clean_stop(demo, code)
+    assert demo.output().rstrip().endswith("make demo: stopping the proxy and the simulator")
+
+
+def test_demo_stops_cleanly_on_sigterm(tmp_path) -> None:
+    demo = Demo(tmp_path)
+    try:
+        demo.wait_running()
+        time.sleep(1.0)
+        demo.popen.send_signal(signal.SIGTERM)
+        code = demo.wait_exit()
+    finally:
+        demo.kill()
+    _assert_clean_stop(demo, code)
+
+
+def test_demo_ends_by_itself_after_duration(tmp_path) -> None:
+    demo = Demo(tmp_path, "--duration", "2")
+    try:
+        demo.wait_running()
+        started = time.monotonic()
+        code = demo.wait_exit()
+        elapsed = time.monotonic() - started
+    finally:
+        demo.kill()
+    _assert_clean_stop(demo, code)
+    assert 1.5 < elapsed < 15, elapsed
+    # the last summary is printed after the traffic ends, with the counts of the whole run
+    assert "sinch_sms_responses_total by status and code:" in demo.output()
