@@ -187,10 +187,36 @@ def _no_wait(block: str) -> str:
     return re.sub(r"for: \d+m", "for: 0m", block)
 
 
+#: The scrape-gap guard of the new-series term (alerts.yml, SinchSmsAccountBlocked).
+_GAP_GUARD = re.compile(r"\n {16}unless\n {18}\(\n {22}max_over_time\(.*?\(up offset 15m == 1\)\n {18}\)", re.S)
+
+
+def _no_gap_guard(block: str) -> str:
+    """Back to `x unless x offset 15m`: a scrape gap makes an old series look new."""
+    return _GAP_GUARD.sub("", block)
+
+
+def _guard_by_lookback_only(block: str) -> str:
+    """`x unless max_over_time(x[1d] offset 15m)` alone: a series reborn after a restart is missed."""
+    return re.sub(r"\n +unless on \(instance, job\)\n +\(up offset 15m == 1\)", "", block)
+
+
+def _guard_by_up_only(block: str) -> str:
+    """Only `up offset 15m`: the first answer soon after a scrape outage flaps."""
+    return re.sub(r"max_over_time\((sinch_sms_responses_total\{[^}]*\})\[1d\] offset 15m\)", r"\1", block)
+
+
 MUTATIONS = {
     "blocked: no new-series term": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _drop_or_term(0)),
     "blocked: no restart term": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _drop_or_term(1)),
     "blocked: no increase term": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _drop_or_term(2)),
+    "blocked: gaps make series new": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _no_gap_guard),
+    "blocked: gap guard by lookback only": (
+        "account_blocked",
+        catalog.ALERT_ACCOUNT_BLOCKED,
+        _guard_by_lookback_only,
+    ),
+    "blocked: gap guard by up only": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _guard_by_up_only),
     "blocked: any other code": (
         "account_blocked",
         catalog.ALERT_ACCOUNT_BLOCKED,
@@ -209,6 +235,7 @@ MUTATIONS = {
         catalog.ALERT_MISSING_CALLBACK_URL,
         lambda b: re.sub(r"sum by \(region\) \(\n.*?\n {10}\) > 0", _increase_only, b, flags=re.S),
     ),
+    "callback: gaps make series new": ("missing_callback_url", catalog.ALERT_MISSING_CALLBACK_URL, _no_gap_guard),
     "upstream: no floor": ("upstream_unreachable", catalog.ALERT_UPSTREAM_UNREACHABLE, _drop_floor),
     "upstream: no for": ("upstream_unreachable", catalog.ALERT_UPSTREAM_UNREACHABLE, _no_wait),
     "upstream: needs answers": (
