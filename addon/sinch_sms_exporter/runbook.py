@@ -175,17 +175,17 @@ ALERTS: tuple[AlertDoc, ...] = (
         "Sinch SMS answers 5xx to {{ $value | humanizePercentage }} of requests ({{ $labels.region }})",
         f"{{{{ $value | humanizePercentage }}}} of the Sinch SMS API's answers {_WHERE} over the "
         "last 5 minutes were 5xx server errors: those messages were not sent unless the service retried.",
-        when="the share of 5xx answers in a region stays above its threshold for minutes, and there are "
-        "enough of them to rule out a lone 503 at night.",
+        when="the share of 5xx answers in a region stays above its threshold for minutes (a higher one "
+        "where traffic is low), and there are enough of them to rule out a lone 503 at night.",
     ),
     AlertDoc(
         catalog.ALERT_UNAUTHORIZED,
         "critical",
         "Sinch SMS rejects the credentials ({{ $labels.region }}): 401 Unauthorized",
-        f"{{{{ $value | humanize }}}} answers with status 401 {_WHERE} in the last 5 minutes, for 10 "
-        "minutes on end: a service is sending with a bad token and none of its messages go out.",
-        when="401 answers keep coming in a region for minutes (a single 401 of a client refreshing its "
-        "token does not count).",
+        f"{{{{ $value | humanize }}}} answers with status 401 {_WHERE} in the last hour, and they kept "
+        "coming for 10 minutes: a service is sending with a bad token and none of its messages go out.",
+        when="401 answers keep coming in a region for minutes, or make up most of a quiet region's answers "
+        "for an hour (a single 401 of a client refreshing its token does not count).",
     ),
     AlertDoc(
         catalog.ALERT_RATE_LIMITED,
