@@ -1,8 +1,12 @@
 """`make demo`: the proxy in front of the Sinch simulator, with realistic traffic through it.
 
 Starts `sinch-sms-simulator --scenario demo` and `sinch-sms-proxy` as real processes, sends
-one request for every answer of the catalog (so every code shows up at once), then a steady
-mix of traffic, and prints where to look and a summary of /metrics every few seconds.
+an opening round (every answer of the catalog, an upstream fault and a client abort, so every
+code and every dashboard panel shows up at once), then a steady mix of traffic (traffic.py),
+and prints where to look and a summary of /metrics every few seconds.
+
+What the demo runs is defined here once (SIMULATOR_ARGS, PROXY_ARGS, opening_round,
+generator): `make stack` and the dashboards' test (tests/test_dashboards.py) run the same.
 """
 
 from __future__ import annotations
@@ -21,12 +25,38 @@ from prometheus_client.parser import text_string_to_metric_families
 from sinch_sms_exporter import simulator, traffic
 from sinch_sms_exporter.processes import ComponentError, child, wait_ready
 
+PLAN = "DEMOPLAN0123456789"
+RATE = 20.0
+CONCURRENCY = 4
+#: How the demo starts the simulator and the proxy (besides ports and upstreams).
+SIMULATOR_ARGS: tuple[str, ...] = ("--scenario", "demo")
+PROXY_ARGS: tuple[str, ...] = ("--upstream-timeout", "10")
+#: The opening round's answers: every catalog answer, then an upstream fault (the simulator
+#: closes the connection without answering: the service gets a 502, the proxy counts `closed`).
+OPENING_ANSWERS: tuple[str, ...] = (*simulator.CATALOG_ANSWERS, "drop")
+
+
+def opening_round(proxy_url: str, plan: str = PLAN) -> dict[str, str]:
+    """Every answer of OPENING_ANSWERS once, and one request the client abandons (a client
+    abort): what each request got (status, "error" or traffic.ABANDONED)."""
+    got = {answer: traffic.send_one(proxy_url, plan, answer) for answer in OPENING_ANSWERS}
+    got["client abort"] = traffic.abandon_one(proxy_url, plan)
+    return got
+
+
+def generator(proxy_url: str, rate: float = RATE, plan: str = PLAN) -> traffic.Generator:
+    """The demo's steady traffic: the realistic mix of calls, the simulator's scenario choosing
+    the answers, and traffic.ABORT_SHARE of the requests abandoned by an impatient client."""
+    return traffic.Generator(proxy_url, plan, rate, CONCURRENCY, None, None)
+
 
 def summary(metrics_url: str) -> str:
-    """One line per (status, code) of sinch_sms_responses_total, plus upstream errors."""
+    """One line per (status, code) of sinch_sms_responses_total, plus upstream errors and
+    client aborts."""
     text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
     by_answer: dict[tuple[str, str], float] = {}
     errors: dict[str, float] = {}
+    aborts = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == "sinch_sms_responses_total":
@@ -34,10 +64,14 @@ def summary(metrics_url: str) -> str:
                 by_answer[key] = by_answer.get(key, 0) + s.value
             elif s.name == "sinch_sms_upstream_errors_total":
                 errors[s.labels["reason"]] = errors.get(s.labels["reason"], 0) + s.value
+            elif s.name == "sinch_sms_client_aborts_total":
+                aborts += s.value
     lines = [
         f"  {status} {code or '(no code)':<34} {count:>7.0f}" for (status, code), count in sorted(by_answer.items())
     ]
     lines += [f"  upstream error {reason:<25} {count:>7.0f}" for reason, count in sorted(errors.items())]
+    if aborts:
+        lines.append(f"  client aborts {'':<26} {aborts:>7.0f}")
     return "\n".join(lines)
 
 
@@ -46,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--listen-port", type=int, default=8080)
     parser.add_argument("--metrics-port", type=int, default=19880)
     parser.add_argument("--simulator-port", type=int, default=9800)
-    parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    parser.add_argument("--rate", type=float, default=RATE, help="requests per second")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
     args = parser.parse_args(argv)
 
@@ -64,8 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "sinch_sms_exporter.simulator",
                     "--port",
                     str(args.simulator_port),
-                    "--scenario",
-                    "demo",
+                    *SIMULATOR_ARGS,
                 ],
                 workdir,
             ) as sim,
@@ -83,8 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     str(args.listen_port),
                     "--metrics-port",
                     str(args.metrics_port),
-                    "--upstream-timeout",
-                    "10",
+                    *PROXY_ARGS,
                 ],
                 workdir,
             ) as proxy,
@@ -92,8 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait_ready(sim, port=args.simulator_port)
             wait_ready(proxy, url=f"http://127.0.0.1:{args.metrics_port}/healthz")
             wait_ready(proxy, port=args.listen_port)
-            for answer in simulator.CATALOG_ANSWERS:  # every catalog answer once, right away
-                traffic.send_one(proxy_url, "DEMOPLAN0123456789", answer)
+            opening_round(proxy_url)  # every catalog answer, a fault and an abort, right away
             print(
                 f"\nDemo running. The proxy: {proxy_url} (upstream: the simulator on :{args.simulator_port})\n"
                 f"  logs:      {workdir}/proxy.log, {workdir}/simulator.log\n"
@@ -103,13 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "Ctrl-C stops everything.\n",
                 flush=True,
             )
-            generator = traffic.Generator(proxy_url, "DEMOPLAN0123456789", args.rate, 4, None, None)
+            steady = generator(proxy_url, args.rate)
 
             def report(_: dict) -> None:
                 with contextlib.suppress(OSError, urllib.error.URLError):
                     print(f"sinch_sms_responses_total by status and code:\n{summary(metrics_url)}\n", flush=True)
 
-            generator.run(args.duration, 10.0, report)
+            steady.run(args.duration, 10.0, report)
             report({})
     except ComponentError as exc:
         print(f"make demo: error: {exc}", file=sys.stderr)
