@@ -187,10 +187,36 @@ def _no_wait(block: str) -> str:
     return re.sub(r"for: \d+m", "for: 0m", block)
 
 
+#: The scrape-gap guard of the new-series term (alerts.yml, SinchSmsAccountBlocked).
+_GAP_GUARD = re.compile(r"\n {16}unless\n {18}\(\n {22}max_over_time\(.*?\(up offset 15m == 1\)\n {18}\)", re.S)
+
+
+def _no_gap_guard(block: str) -> str:
+    """Back to `x unless x offset 15m`: a scrape gap makes an old series look new."""
+    return _GAP_GUARD.sub("", block)
+
+
+def _guard_by_lookback_only(block: str) -> str:
+    """`x unless max_over_time(x[1d] offset 15m)` alone: a series reborn after a restart is missed."""
+    return re.sub(r"\n +unless on \(instance, job\)\n +\(up offset 15m == 1\)", "", block)
+
+
+def _guard_by_up_only(block: str) -> str:
+    """Only `up offset 15m`: the first answer soon after a scrape outage flaps."""
+    return re.sub(r"max_over_time\((sinch_sms_responses_total\{[^}]*\})\[1d\] offset 15m\)", r"\1", block)
+
+
 MUTATIONS = {
     "blocked: no new-series term": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _drop_or_term(0)),
     "blocked: no restart term": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _drop_or_term(1)),
     "blocked: no increase term": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _drop_or_term(2)),
+    "blocked: gaps make series new": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _no_gap_guard),
+    "blocked: gap guard by lookback only": (
+        "account_blocked",
+        catalog.ALERT_ACCOUNT_BLOCKED,
+        _guard_by_lookback_only,
+    ),
+    "blocked: gap guard by up only": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _guard_by_up_only),
     "blocked: any other code": (
         "account_blocked",
         catalog.ALERT_ACCOUNT_BLOCKED,
@@ -199,8 +225,30 @@ MUTATIONS = {
     "5xx: no floor": ("server_errors", catalog.ALERT_SERVER_ERROR_SPIKE, _drop_floor),
     "5xx: no for": ("server_errors", catalog.ALERT_SERVER_ERROR_SPIKE, _no_wait),
     "5xx: threshold 50%": ("server_errors", catalog.ALERT_SERVER_ERROR_SPIKE, lambda b: b.replace("> 0.05", "> 0.5")),
+    "5xx: no traffic floor": (
+        "server_errors",
+        catalog.ALERT_SERVER_ERROR_SPIKE,
+        lambda b: re.sub(r"\n +and\n +sum by \(region\) \(increase\(sinch_sms_responses_total\[5m\]\)\) >= 10", "", b),
+    ),
+    "5xx: traffic floor 100": (
+        "server_errors",
+        catalog.ALERT_SERVER_ERROR_SPIKE,
+        lambda b: b.replace("[5m])) >= 10\n", "[5m])) >= 100\n"),
+    ),
+    "5xx: no quiet-region rule": (
+        "server_errors",
+        catalog.ALERT_SERVER_ERROR_SPIKE,
+        lambda b: b.replace(") > 0.5\n", ") > 1\n"),
+    ),
     "401: no for": ("unauthorized", catalog.ALERT_UNAUTHORIZED, _no_wait),
     "401: threshold 10": ("unauthorized", catalog.ALERT_UNAUTHORIZED, lambda b: b.replace("> 0\n", "> 10\n")),
+    "401: no quiet rule": ("unauthorized", catalog.ALERT_UNAUTHORIZED, lambda b: b.replace(") > 0.5\n", ") > 1\n")),
+    "401: quiet rule at 10%": ("unauthorized", catalog.ALERT_UNAUTHORIZED, lambda b: b.replace("> 0.5\n", "> 0.1\n")),
+    "401: quiet rule without floor": (
+        "unauthorized",
+        catalog.ALERT_UNAUTHORIZED,
+        lambda b: re.sub(r"\n +and\n +sum by \(region\) \(increase\([^\n]*\[1h\]\)\) >= 3", "", b),
+    ),
     "429: no floor": ("rate_limited", catalog.ALERT_RATE_LIMITED, _drop_floor),
     "429: no for": ("rate_limited", catalog.ALERT_RATE_LIMITED, _no_wait),
     "429: threshold 3%": ("rate_limited", catalog.ALERT_RATE_LIMITED, lambda b: b.replace("> 0.10", "> 0.03")),
@@ -209,6 +257,7 @@ MUTATIONS = {
         catalog.ALERT_MISSING_CALLBACK_URL,
         lambda b: re.sub(r"sum by \(region\) \(\n.*?\n {10}\) > 0", _increase_only, b, flags=re.S),
     ),
+    "callback: gaps make series new": ("missing_callback_url", catalog.ALERT_MISSING_CALLBACK_URL, _no_gap_guard),
     "upstream: no floor": ("upstream_unreachable", catalog.ALERT_UPSTREAM_UNREACHABLE, _drop_floor),
     "upstream: no for": ("upstream_unreachable", catalog.ALERT_UPSTREAM_UNREACHABLE, _no_wait),
     "upstream: needs answers": (

@@ -166,3 +166,19 @@ def test_sync_fills_empty_annotations_and_keeps_comments() -> None:
 def test_sync_refuses_an_alert_without_a_runbook_entry() -> None:
     with pytest.raises(ValueError, match="SinchSmsSomethingNew"):
         runbook.sync_alerts("groups:\n  - name: g\n    rules:\n      - alert: SinchSmsSomethingNew\n        expr: x\n")
+
+
+def test_other_statuses_and_no_code_have_sections() -> None:
+    """Statuses the catalog does not document (a gateway's 502, 504, …) and answers without a
+    code get sections too: the dashboards' data links open them."""
+    text = RUNBOOK.read_text()
+    assert not set(runbook.OTHER_STATUSES) & set(catalog.STATUSES)
+    for status, (reason, meaning) in runbook.OTHER_STATUSES.items():
+        assert 400 <= status <= 599 and f'<a id="status-{status}"></a>{status} {reason}' in text
+        assert " ".join(meaning.split()) in " ".join(text.split())
+    for status in (502, 504):
+        body = section(text, f"status-{status}")
+        assert f"`{catalog.ALERT_SERVER_ERROR_SPIKE}`" in body and "upstream" in body.lower()
+    body = section(text, f"code-{runbook.NO_CODE}")
+    assert 'code=""' in body and "(#other-statuses)" in body
+    assert "--code-cap" in section(text, "code-other")

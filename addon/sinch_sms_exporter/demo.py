@@ -1,12 +1,16 @@
 """`make demo`: the proxy in front of the Sinch simulator, with realistic traffic through it.
 
 Starts `sinch-sms-simulator --scenario demo` and `sinch-sms-proxy` as real processes, sends
-one request for every answer of the catalog, one dropped connection and one call to a path
-outside the API (so every code, an upstream error and a 404 show up at once), then a steady
-mix of traffic, and prints where to look and a summary of /metrics every few seconds.
+an opening round (every answer of the catalog, an upstream fault, a client abort and a call to a
+path outside the API, so every code, a 404 and every dashboard panel show up at once), then a
+steady mix of traffic (traffic.py), and prints where to look and a summary of /metrics every
+few seconds.
 
 It runs until Ctrl-C (SIGINT) or SIGTERM, or for --duration seconds; either way it prints a
 last summary, stops the proxy and the simulator, and exits 0.
+
+What the demo runs is defined here once (SIMULATOR_ARGS, PROXY_ARGS, opening_round,
+generator): `make stack` and the dashboards' test (tests/test_dashboards.py) run the same.
 """
 
 from __future__ import annotations
@@ -27,12 +31,55 @@ from prometheus_client.parser import text_string_to_metric_families
 from sinch_sms_exporter import simulator, traffic
 from sinch_sms_exporter.processes import ComponentError, child, wait_ready
 
+PLAN = "DEMOPLAN0123456789"
+RATE = 20.0
+CONCURRENCY = 4
+#: How the demo starts the simulator and the proxy (besides ports and upstreams).
+SIMULATOR_ARGS: tuple[str, ...] = ("--scenario", "demo")
+PROXY_ARGS: tuple[str, ...] = ("--upstream-timeout", "10")
+#: The opening round's answers: every catalog answer, then an upstream fault (the simulator
+#: closes the connection without answering: the service gets a 502, the proxy counts `closed`).
+OPENING_ANSWERS: tuple[str, ...] = (*simulator.CATALOG_ANSWERS, "drop")
+
+
+def opening_round(proxy_url: str, plan: str = PLAN) -> dict[str, str]:
+    """Every answer of OPENING_ANSWERS once, one request the client abandons (a client abort)
+    and one to a path outside the API: what each request got (status, "error" or
+    traffic.ABANDONED)."""
+    got = {answer: traffic.send_one(proxy_url, plan, answer) for answer in OPENING_ANSWERS}
+    got["client abort"] = traffic.abandon_one(proxy_url, plan)
+    got["unknown path"] = _unknown_path(proxy_url, plan)
+    return got
+
+
+def _unknown_path(proxy_url: str, plan: str) -> str:
+    """One GET to a path the API does not have (a typo in a service's client): a 404, no body."""
+    port = int(proxy_url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", f"/xms/v1/{plan}/batchs", headers={"Authorization": f"Bearer {traffic.FAKE_TOKEN}"})
+        response = conn.getresponse()
+        response.read()
+        return str(response.status)
+    except (OSError, http.client.HTTPException):
+        return "error"
+    finally:
+        conn.close()
+
+
+def generator(proxy_url: str, rate: float = RATE, plan: str = PLAN, seed: int | None = None) -> traffic.Generator:
+    """The demo's steady traffic: the realistic mix of calls, the simulator's scenario choosing
+    the answers, and traffic.ABORT_SHARE of the requests abandoned by an impatient client."""
+    return traffic.Generator(proxy_url, plan, rate, CONCURRENCY, None, seed)
+
 
 def summary(metrics_url: str) -> str:
-    """One line per (status, code) of sinch_sms_responses_total, plus upstream errors."""
+    """One line per (status, code) of sinch_sms_responses_total, plus upstream errors and
+    client aborts."""
     text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
     by_answer: dict[tuple[str, str], float] = {}
     errors: dict[str, float] = {}
+    aborts = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == "sinch_sms_responses_total":
@@ -40,30 +87,15 @@ def summary(metrics_url: str) -> str:
                 by_answer[key] = by_answer.get(key, 0) + s.value
             elif s.name == "sinch_sms_upstream_errors_total":
                 errors[s.labels["reason"]] = errors.get(s.labels["reason"], 0) + s.value
+            elif s.name == "sinch_sms_client_aborts_total":
+                aborts += s.value
     lines = [
         f"  {status} {code or '(no code)':<34} {count:>7.0f}" for (status, code), count in sorted(by_answer.items())
     ]
     lines += [f"  upstream error {reason:<25} {count:>7.0f}" for reason, count in sorted(errors.items())]
+    if aborts:
+        lines.append(f"  client aborts {'':<26} {aborts:>7.0f}")
     return "\n".join(lines)
-
-
-#: Sent before the steady traffic: every catalog answer, a dropped connection (an upstream
-#: error), and (below) one call to a path outside the API, which the simulator answers 404.
-FIRST_ROUND: tuple[str, ...] = (*simulator.CATALOG_ANSWERS, "drop")
-PLAN = "DEMOPLAN0123456789"
-
-
-def _unknown_path(proxy_url: str) -> None:
-    """One GET to a path the API does not have (a typo in a service's client): a 404, no body."""
-    port = int(proxy_url.rsplit(":", 1)[1])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", f"/xms/v1/{PLAN}/batchs", headers={"Authorization": f"Bearer {traffic.FAKE_TOKEN}"})
-        conn.getresponse().read()
-    except (OSError, http.client.HTTPException):
-        pass
-    finally:
-        conn.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--listen-port", type=int, default=8080)
     parser.add_argument("--metrics-port", type=int, default=19880)
     parser.add_argument("--simulator-port", type=int, default=9800)
-    parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    parser.add_argument("--rate", type=float, default=RATE, help="requests per second")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
     parser.add_argument("--report-every", type=float, default=10.0, help="seconds between summaries of /metrics")
     parser.add_argument("--seed", type=int, help="random seed of the simulator's scenario and the traffic")
@@ -83,15 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics_url = f"http://127.0.0.1:{args.metrics_port}/metrics"
     python = sys.executable
     workdir = Path(tempfile.mkdtemp(prefix="sinch-demo-"))
-    generator: traffic.Generator | None = None
+    steady: traffic.Generator | None = None
 
     def stop(signum: int, _frame) -> None:
         """SIGINT/SIGTERM: end the traffic (then the last summary, then the components stop);
         before the traffic runs, unwind the start-up. A second signal changes nothing."""
         signal.signal(signum, signal.SIG_IGN)
-        if generator is None:
+        if steady is None:
             raise KeyboardInterrupt
-        generator.stop.set()
+        steady.stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
@@ -105,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "sinch_sms_exporter.simulator",
                     "--port",
                     str(args.simulator_port),
-                    "--scenario",
-                    "demo",
+                    *SIMULATOR_ARGS,
                     *(["--seed", str(args.seed)] if args.seed is not None else []),
                 ],
                 workdir,
@@ -125,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     str(args.listen_port),
                     "--metrics-port",
                     str(args.metrics_port),
-                    "--upstream-timeout",
-                    "10",
+                    *PROXY_ARGS,
                 ],
                 workdir,
             ) as proxy,
@@ -134,9 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait_ready(sim, port=args.simulator_port)
             wait_ready(proxy, url=f"http://127.0.0.1:{args.metrics_port}/healthz")
             wait_ready(proxy, port=args.listen_port)
-            for answer in FIRST_ROUND:  # every catalog answer once, right away
-                traffic.send_one(proxy_url, PLAN, answer)
-            _unknown_path(proxy_url)
+            opening_round(proxy_url)  # every catalog answer, a fault, an abort and a 404, right away
             print(
                 f"\nDemo running. The proxy: {proxy_url} (upstream: the simulator on :{args.simulator_port})\n"
                 f"  logs:      {workdir}/proxy.log, {workdir}/simulator.log\n"
@@ -146,13 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "Ctrl-C stops everything.\n",
                 flush=True,
             )
-            generator = traffic.Generator(proxy_url, PLAN, args.rate, 4, None, args.seed)
+            steady = generator(proxy_url, args.rate, seed=args.seed)
 
             def report(_: dict) -> None:
                 with contextlib.suppress(OSError, urllib.error.URLError):
                     print(f"sinch_sms_responses_total by status and code:\n{summary(metrics_url)}\n", flush=True)
 
-            generator.run(args.duration, args.report_every, report)
+            steady.run(args.duration, args.report_every, report)
             report({})
             print("make demo: stopping the proxy and the simulator", flush=True)
     except ComponentError as exc:

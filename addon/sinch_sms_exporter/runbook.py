@@ -75,6 +75,73 @@ UPSTREAM_REASONS: dict[str, tuple[str, str]] = {
 }
 
 
+#: What the dashboards show for `code=""` (an answer without a JSON code): Prometheus drops an
+#: empty label, and a Grafana data link cannot complete `#code-…` from a label a series lacks, so
+#: the error-by-code queries relabel it (label_replace) to this value, which no well-formed
+#: Sinch code takes in practice; the runbook has a section for it.
+NO_CODE = "none"
+
+#: Statuses the Sinch SMS API does not document, which a gateway, load balancer or egress proxy
+#: on the way (or an API change) may answer: status → (reason, what it usually means here).
+#: The dashboards' data links open `#status-<status>` for any status the proxy counted, so every
+#: standard 4xx and 5xx has a line (a static list: http.HTTPStatus's phrases vary by Python).
+OTHER_STATUSES: dict[int, tuple[str, str]] = {
+    402: (
+        "Payment Required",
+        "Not used by the SMS API; a billing or account problem reported by something on the way.",
+    ),
+    406: ("Not Acceptable", "The `Accept` header asks for something other than JSON."),
+    407: ("Proxy Authentication Required", "An egress proxy between the proxy and Sinch wants credentials."),
+    408: ("Request Timeout", "The request body did not arrive in time (a stalled client or network)."),
+    409: ("Conflict", "The request conflicts with the state of the resource."),
+    410: ("Gone", "The resource existed but was removed (retention policy)."),
+    411: ("Length Required", "A body was sent without `Content-Length` or chunked encoding."),
+    412: ("Precondition Failed", "A conditional header (`If-Match`, …) did not hold."),
+    413: ("Content Too Large", "The request body is over a size limit (a huge batch, many recipients)."),
+    414: ("URI Too Long", "The path or query string is over a length limit (long query parameters)."),
+    416: ("Range Not Satisfiable", "A `Range` header the server cannot serve."),
+    417: ("Expectation Failed", "An `Expect` header the server does not accept."),
+    418: ("I'm a Teapot", "Not a real answer of any API: a test double or a misrouted upstream."),
+    421: ("Misdirected Request", "The connection reached a server that does not serve this host: check `--upstream`."),
+    422: ("Unprocessable Content", "The body is well-formed JSON the server cannot process."),
+    423: ("Locked", "The resource is locked."),
+    424: ("Failed Dependency", "A request this one depends on failed."),
+    425: ("Too Early", "The server refuses to process a request that might be replayed (TLS early data)."),
+    426: ("Upgrade Required", "The server wants another protocol (TLS, HTTP/2)."),
+    428: ("Precondition Required", "The server wants a conditional request."),
+    431: ("Request Header Fields Too Large", "Headers over a size limit (a huge `Authorization` or cookie)."),
+    451: ("Unavailable For Legal Reasons", "Blocked for legal reasons by something on the way."),
+    501: ("Not Implemented", "The method is not supported by the server at all."),
+    502: (
+        "Bad Gateway",
+        "A gateway or load balancer between the proxy and Sinch's API servers (Sinch's edge, or an "
+        "egress proxy of yours) got no valid answer from behind it. The proxy's own 502, for a "
+        "request that got no answer at all, is not counted here: see [upstream errors](#upstream-errors).",
+    ),
+    504: (
+        "Gateway Timeout",
+        "A gateway or load balancer between the proxy and Sinch's API servers timed out waiting for "
+        "them. The proxy's own timeout (`--upstream-timeout`) is counted as an upstream error "
+        "`timeout`, not here.",
+    ),
+    505: ("HTTP Version Not Supported", "The server refuses the HTTP version used."),
+    506: ("Variant Also Negotiates", "A content negotiation misconfiguration on the server."),
+    507: ("Insufficient Storage", "The server ran out of storage for the request."),
+    508: ("Loop Detected", "A gateway loop: the request came back to where it started; check proxies on the way."),
+    510: ("Not Extended", "The server wants extensions to the request."),
+    511: ("Network Authentication Required", "A captive portal or egress gateway wants a login."),
+}
+_OTHER_4XX_TODO = (
+    "A client error the Sinch SMS API does not document: Sinch (or something on the way) refused what "
+    "the service sent. Look at the answer's body, and at what changed in how the service builds "
+    "requests or in the network path to Sinch."
+)
+_OTHER_5XX_TODO = (
+    "Retry with backoff. Check https://status.sinch.com; if an egress proxy or gateway sits between "
+    "the proxy and Sinch, check its logs; if the 5xx persist, contact your Sinch account manager."
+)
+
+
 @dataclass(frozen=True)
 class AlertDoc:
     """What the runbook and the annotations say about one alert."""
@@ -175,17 +242,17 @@ ALERTS: tuple[AlertDoc, ...] = (
         "Sinch SMS answers 5xx to {{ $value | humanizePercentage }} of requests ({{ $labels.region }})",
         f"{{{{ $value | humanizePercentage }}}} of the Sinch SMS API's answers {_WHERE} over the "
         "last 5 minutes were 5xx server errors: those messages were not sent unless the service retried.",
-        when="the share of 5xx answers in a region stays above its threshold for minutes, and there are "
-        "enough of them to rule out a lone 503 at night.",
+        when="the share of 5xx answers in a region stays above its threshold for minutes (a higher one "
+        "where traffic is low), and there are enough of them to rule out a lone 503 at night.",
     ),
     AlertDoc(
         catalog.ALERT_UNAUTHORIZED,
         "critical",
         "Sinch SMS rejects the credentials ({{ $labels.region }}): 401 Unauthorized",
-        f"{{{{ $value | humanize }}}} answers with status 401 {_WHERE} in the last 5 minutes, for 10 "
-        "minutes on end: a service is sending with a bad token and none of its messages go out.",
-        when="401 answers keep coming in a region for minutes (a single 401 of a client refreshing its "
-        "token does not count).",
+        f"{{{{ $value | humanize }}}} answers with status 401 {_WHERE} in the last hour, and they kept "
+        "coming for 10 minutes: a service is sending with a bad token and none of its messages go out.",
+        when="401 answers keep coming in a region for minutes, or make up most of a quiet region's answers "
+        "for an hour (a single 401 of a client refreshing its token does not count).",
     ),
     AlertDoc(
         catalog.ALERT_RATE_LIMITED,
@@ -308,6 +375,70 @@ def _code_section(info: CodeInfo) -> list[str]:
     return lines
 
 
+def _other_status_alert(status: int) -> str:
+    return catalog.ALERT_SERVER_ERROR_SPIKE if status >= 500 else catalog.ALERT_CLIENT_ERROR_BURST
+
+
+def _other_statuses_section() -> list[str]:
+    """502 and 504 in full (gateways on the way to Sinch are common), the rest as a table."""
+    lines = [
+        _heading(2, "other-statuses", "Other statuses"),
+        "",
+        "Statuses the Sinch SMS API does not document. They come from something between the proxy",
+        "and Sinch's API servers (Sinch's edge, a load balancer, an egress proxy of yours) or from an",
+        "API change; the proxy counts them like any answer. 4xx count towards",
+        f"{_alert_ref(catalog.ALERT_CLIENT_ERROR_BURST)}, 5xx towards {_alert_ref(catalog.ALERT_SERVER_ERROR_SPIKE)}.",
+        "",
+    ]
+    for status in (502, 504):
+        reason, meaning = OTHER_STATUSES[status]
+        lines += [_heading(3, f"status-{status}", f"{status} {reason}"), ""]
+        lines += [f"**What it means:** {meaning}", "", f"**What to do:** {_OTHER_5XX_TODO}", ""]
+        lines += [f"**Alert:** {_alert_ref(_other_status_alert(status))}.", ""]
+    lines += [
+        _heading(3, "status-other", "The others"),
+        "",
+        f"**What to do** for a 4xx: {_OTHER_4XX_TODO} For a 5xx: {_OTHER_5XX_TODO}",
+        "",
+        "| status | what it usually means | alert |",
+        "| --- | --- | --- |",
+    ]
+    for status, (reason, meaning) in OTHER_STATUSES.items():
+        if status in (502, 504):
+            continue
+        alert = _other_status_alert(status)
+        anchor = ALERTS_BY_NAME[alert].anchor
+        lines.append(f'| <a id="status-{status}"></a>{status} {reason} | {meaning} | [`{alert}`](#{anchor}) |')
+    return [*lines, ""]
+
+
+def _no_code_sections() -> list[str]:
+    no_code = [s.status for s in catalog.STATUSES.values() if s.status >= 400 and s.body != "json_code"]
+    return [
+        _heading(3, f"code-{NO_CODE}", f"No code (`{NO_CODE}` on the dashboards)"),
+        "",
+        '**What it means:** The answer carried no JSON `code` (`code=""` in the metric; the dashboards',
+        f"show `{NO_CODE}`): a status whose body has none ({', '.join(map(str, no_code))} and the",
+        "[other statuses](#other-statuses)), or a 400/403 whose body was not JSON, had no `code` string,",
+        "or was over `--body-limit`.",
+        "",
+        "**What to do:** Look at the answer's status: its section ([HTTP statuses](#http-statuses),",
+        "[other statuses](#other-statuses)) says what it means. A 400 or 403 without a code is unusual",
+        "for the Sinch SMS API: something else on the way (a gateway, an egress proxy) may have answered.",
+        "",
+        _heading(3, "code-other", "`other`, and codes outside the catalog"),
+        "",
+        "**What it means:** Sinch adds codes over time: well-formed codes outside this list are counted",
+        "verbatim up to `--code-cap` distinct codes, then as `other`; a `code` string that is not",
+        "well-formed (too long, odd characters) is counted as `other` too.",
+        "",
+        "**What to do:** The answer's `text` field names the problem; compare with Sinch's current list",
+        'of error codes. If `sinch_sms_exporter_label_overflow_total{label="code"}` grows, the cap was',
+        "reached: raise `--code-cap`.",
+        "",
+    ]
+
+
 def render() -> str:
     """docs/runbook.md, byte for byte."""
     out = [
@@ -324,6 +455,7 @@ def render() -> str:
         "",
         "- [Alerts](#alerts)",
         "- [HTTP statuses](#http-statuses)",
+        "- [Other statuses](#other-statuses) (not documented by Sinch: gateways on the way)",
         "- [Error codes](#error-codes)",
         "- [Upstream errors](#upstream-errors) (no answer from Sinch)",
         "",
@@ -339,6 +471,7 @@ def render() -> str:
     out += ["## HTTP statuses", ""]
     for status in catalog.STATUSES.values():
         out += _status_section(status)
+    out += _other_statuses_section()
     out += [
         "## Error codes",
         "",
@@ -349,6 +482,7 @@ def render() -> str:
     ]
     for code in catalog.CODES.values():
         out += _code_section(code)
+    out += _no_code_sections()
     out += [
         "## Upstream errors",
         "",

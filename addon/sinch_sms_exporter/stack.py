@@ -31,7 +31,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from sinch_sms_exporter import demo, simulator, traffic
+from sinch_sms_exporter import demo, traffic
 from sinch_sms_exporter.processes import ComponentError, child, wait_ready
 
 PLAN = "STACKPLAN0123456789"
@@ -239,8 +239,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
                     "sinch_sms_exporter.simulator",
                     "--port",
                     str(args.simulator_port),
-                    "--scenario",
-                    "demo",
+                    *demo.SIMULATOR_ARGS,
                 ],
                 workdir,
             )
@@ -264,8 +263,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
                     str(args.metrics_port),
                     "--confdir",
                     str(workdir / "mitmproxy"),
-                    "--upstream-timeout",
-                    "10",
+                    *demo.PROXY_ARGS,
                 ],
                 workdir,
             )
@@ -325,9 +323,8 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
         )
         generator = None
         if args.rate > 0:
-            for answer in simulator.CATALOG_ANSWERS:  # every answer once: every alert has data at once
-                traffic.send_one(proxy_url, PLAN, answer)
-            generator = traffic.Generator(proxy_url, PLAN, args.rate, 4, None, None)
+            demo.opening_round(proxy_url, PLAN)  # every answer once: every alert has data at once
+            generator = demo.generator(proxy_url, args.rate, PLAN)
             stack.enter_context(_background(generator))
         stopping = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the children too: not an error

@@ -4,6 +4,9 @@ Sends the calls a real service makes (send a batch, dry-run, poll a batch, fetch
 reports, manage groups, list inbounds), with a bearer token and phone numbers in them, at a
 steady rate over keep-alive connections. Which answer comes back is the upstream's choice
 (the simulator's scenario), or forced with `--sim` (the simulator's X-Sinch-Sim header).
+A small share of the requests (`--abort-share`, 1 % by default) is sent by an impatient
+client: it asks the simulator for a slow answer and hangs up before it comes, which the proxy
+counts as a client abort.
 
     python -m sinch_sms_exporter.traffic --target http://127.0.0.1:8080 --rate 20
 """
@@ -27,6 +30,15 @@ FAKE_TOKEN = "demo-token-0123456789abcdef"
 BATCH_IDS = ("01FC66621XXXXX119Z8PMV1QPQ", "01FC66621XXXXX119Z8PMV1QPR", "01FC66621XXXXX119Z8PMV1QPS")
 GROUP_IDS = ("01FC66621VHDBN119Z8PMV1QPU", "01FC66621VHDBN119Z8PMV1AHY")
 PHONES = ("+15551231234", "+46701234567", "+447700900123")
+#: The client side of the mix: the share of requests whose caller gives up before the answer
+#: (a service with a client timeout shorter than Sinch's answer time). Such a request asks the
+#: simulator for SLOW_ANSWER and waits ABORT_TIMEOUT seconds, far less than the answer takes
+#: and than any proxy --upstream-timeout: the proxy counts a client abort, never an answer.
+ABORT_SHARE = 0.01
+ABORT_TIMEOUT = 0.5
+SLOW_ANSWER = "slow:2"
+#: The Tally key of a request the client abandoned on purpose.
+ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True)
@@ -103,17 +115,55 @@ def send_one(target: str, plan: str, sim: str, timeout: float = 35.0) -> str:
         conn.close()
 
 
+def abandon(host: str, port: int, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> str:
+    """Send one request whose answer comes late (SLOW_ANSWER) and hang up after ABORT_TIMEOUT
+    seconds, on a connection of its own; ABANDONED, or the status if an answer came in time."""
+    conn = http.client.HTTPConnection(host, port, timeout=ABORT_TIMEOUT)
+    try:
+        conn.request(method, path, body, {**headers, "X-Sinch-Sim": SLOW_ANSWER})
+        response = conn.getresponse()
+        response.read()
+        return str(response.status)
+    except TimeoutError:
+        return ABANDONED
+    except (OSError, http.client.HTTPException):
+        return "error"
+    finally:
+        conn.close()
+
+
+def abandon_one(target: str, plan: str) -> str:
+    """One `POST /batches` the client abandons before its slow answer (a client abort)."""
+    parts = urlsplit(target)
+    body = json.dumps(_batch(random.Random(0))).encode()
+    headers = {"Authorization": f"Bearer {FAKE_TOKEN}", "Content-Type": "application/json"}
+    return abandon(parts.hostname or "127.0.0.1", parts.port or 80, "POST", f"/xms/v1/{plan}/batches", body, headers)
+
+
 class Generator:
-    def __init__(self, target: str, plan: str, rate: float, concurrency: int, sim: str | None, seed: int | None):
+    def __init__(
+        self,
+        target: str,
+        plan: str,
+        rate: float,
+        concurrency: int,
+        sim: str | None,
+        seed: int | None,
+        abort_share: float = ABORT_SHARE,
+    ):
         parts = urlsplit(target)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"--target must be http://HOST:PORT, got {target!r}")
+        if not 0.0 <= abort_share <= 1.0:
+            raise ValueError(f"--abort-share must be between 0 and 1, got {abort_share!r}")
         self.host, self.port = parts.hostname, parts.port or 80
         self.plan = plan
         self.interval = concurrency / rate if rate > 0 else 0.0
         self.concurrency = concurrency
         self.sim = sim
         self.seed = seed
+        #: A forced answer (--sim) is every request's: then no request is abandoned.
+        self.abort_share = 0.0 if sim else abort_share
         self.tally = Tally()
         self.stop = threading.Event()
 
@@ -128,6 +178,7 @@ class Generator:
                 break
             next_at = max(next_at + self.interval, time.monotonic() - 1.0)
             call = rng.choices(CALLS, weights)[0]
+            path = f"/xms/v1/{self.plan}/{call.path(rng)}"
             headers = {"Authorization": f"Bearer {FAKE_TOKEN}", "Accept": "application/json"}
             body = None
             if call.body is not None:
@@ -135,10 +186,13 @@ class Generator:
                 headers["Content-Type"] = "application/json"
             if self.sim:
                 headers["X-Sinch-Sim"] = self.sim
+            if self.abort_share and rng.random() < self.abort_share:
+                self.tally.add(abandon(self.host, self.port, call.method, path, body, headers))
+                continue
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=35)
-                conn.request(call.method, f"/xms/v1/{self.plan}/{call.path(rng)}", body, headers)
+                conn.request(call.method, path, body, headers)
                 response = conn.getresponse()
                 response.read()
                 self.tally.add(str(response.status))
@@ -182,13 +236,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="parallel keep-alive connections")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
     parser.add_argument("--sim", help="force one simulator answer on every request (X-Sinch-Sim)")
+    parser.add_argument(
+        "--abort-share",
+        type=float,
+        default=ABORT_SHARE,
+        help=f"share of requests abandoned before a slow answer: client aborts (default {ABORT_SHARE:g}; "
+        "0: none; none with --sim)",
+    )
     parser.add_argument("--seed", type=int, help="random seed (repeatable runs)")
     parser.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.concurrency < 1:
         parser.error("--rate must be > 0 and --concurrency >= 1")
     try:
-        generator = Generator(args.target, args.plan, args.rate, args.concurrency, args.sim, args.seed)
+        generator = Generator(
+            args.target, args.plan, args.rate, args.concurrency, args.sim, args.seed, args.abort_share
+        )
     except ValueError as exc:
         parser.error(str(exc))
     signal.signal(signal.SIGTERM, lambda *_: generator.stop.set())
