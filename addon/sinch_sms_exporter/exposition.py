@@ -5,8 +5,9 @@ Protection uses the web config file format of Prometheus's exporter-toolkit
 (`tls_server_config`, `basic_auth_users` with bcrypt hashes), so the matching Prometheus
 `scrape_config` (`scheme: https`, `basic_auth`, `tls_config`) is the one every exporter uses.
 
-Paths: /metrics (the exposition, gzip when asked), /healthz (liveness, no auth: probes
-carry no credentials and it reveals nothing), / (a link to /metrics).
+Paths: /metrics (the exposition, gzip when asked), /healthz (no auth: probes carry no
+credentials; `200 ok`, or `503` and a one-line reason when the health callable the addon
+passes in finds the proxy down), / (a link to /metrics).
 """
 
 from __future__ import annotations
@@ -154,14 +155,32 @@ class BasicAuth:
         return [b"Unauthorized\n"]
 
 
-def _router(metrics_app: Callable) -> Callable:
+#: What /healthz runs: None when healthy, else a one-line reason (answered with a 503).
+HealthCheck = Callable[[], str | None]
+
+
+def _health_answer(health: HealthCheck | None) -> tuple[str, bytes]:
+    if health is None:
+        return "200 OK", b"ok\n"
+    try:
+        problem = health()
+    except Exception as exc:  # noqa: BLE001 - a broken check is an unhealthy answer, not a 500
+        problem = f"the health check failed ({type(exc).__name__})"
+    if problem is None:
+        return "200 OK", b"ok\n"
+    line = " ".join(str(problem).split()) or "unhealthy"
+    return "503 Service Unavailable", f"{line}\n".encode(errors="replace")
+
+
+def _router(metrics_app: Callable, health: HealthCheck | None) -> Callable:
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             return metrics_app(environ, start_response)
         if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+            status, body = _health_answer(health)
+            start_response(status, [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
+            return [body]
         if path == "/":
             start_response("200 OK", [("Content-Type", "text/html")])
             return [b'<html><body><h1>sinch-sms-exporter</h1><a href="/metrics">/metrics</a></body></html>\n']
@@ -211,12 +230,21 @@ class MetricsServer:
         self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
     @classmethod
-    def start(cls, registry: CollectorRegistry, host: str, port: int, config: WebConfig | None) -> MetricsServer:
+    def start(
+        cls,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        config: WebConfig | None,
+        health: HealthCheck | None = None,
+    ) -> MetricsServer:
+        """Serve on host:port (OSError if it cannot listen). `health` answers /healthz,
+        in the request's thread (None: always `ok`)."""
         metrics_app = make_wsgi_app(registry)
         if config is not None and config.users:
             # Only /metrics reveals anything; /healthz stays open for probes without credentials.
             metrics_app = BasicAuth(metrics_app, config.users)
-        app = _router(metrics_app)
+        app = _router(metrics_app, health)
         server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
         httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
         context = config.ssl_context() if config is not None else None
