@@ -7,7 +7,9 @@ Hooks never raise on upstream data and never change what passes through: the onl
 set on a flow is how its response body is carried (buffered or streamed), never its bytes.
 
 /healthz reports the proxy, not just the metrics thread: `health()` asks the event loop
-whether every proxy listener runs (`proxy_listener_problems`).
+whether every proxy listener runs (`proxy_listener_problems`). A metrics port that cannot be
+opened at startup is an error-level log: mitmproxy's errorcheck addon (in mitmdump and in
+sinch-sms-proxy) then ends the process, since a sidecar without /metrics is useless.
 """
 
 from __future__ import annotations
@@ -233,7 +235,12 @@ class SinchSmsExporter:
             try:
                 self.server = MetricsServer.start(self.metrics.registry, host, port, self._web_config, self.health)
             except OSError as exc:
-                logger.error(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}")
+                # Error level on purpose: during startup mitmproxy's errorcheck addon turns it
+                # into exit status 1 (mitmdump -s as much as sinch-sms-proxy). A sidecar that
+                # proxies but serves no /metrics would look healthy and count for nobody.
+                why = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+                address = human.format_address((host, port))
+                logger.error(f"cannot serve /metrics on {address}: {why} (option sinch_metrics_port)")
                 return
             logger.info(f"metrics on {self.server.url}")
 
