@@ -43,7 +43,7 @@ from helpers import (
     total,
     wait_until,
 )
-from sinch_sms_exporter import cli, logredact, routes
+from sinch_sms_exporter import cli, exposition, logredact, routes
 
 pytestmark = pytest.mark.e2e
 
@@ -285,6 +285,7 @@ def basic(user: str, password: str) -> str:
         "Basic !!!not-base64!!!",
         "Basic " + base64.b64encode(SCRAPE_USER.encode()).decode(),  # no colon
         "Bearer " + SCRAPE_PASSWORD,
+        basic(SCRAPE_USER, "x" * 100),  # over bcrypt's 72 bytes: bcrypt 5 raises on it
     ],
     ids=[
         "none",
@@ -295,6 +296,7 @@ def basic(user: str, password: str) -> str:
         "bad-base64",
         "no-colon",
         "bearer",
+        "long-password",
     ],
 )
 def test_metrics_refuse_missing_or_wrong_credentials(protected, authorization: str | None) -> None:
@@ -325,6 +327,127 @@ def test_metrics_answer_the_right_credentials_over_verified_tls(protected) -> No
         urllib.request.urlopen(f"http://127.0.0.1:{proxy.ports['metrics']}/metrics", timeout=10)
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
         fetch(url, ssl.create_default_context(), basic(SCRAPE_USER, SCRAPE_PASSWORD))
+
+
+def test_a_flood_of_wrong_passwords_gets_429s_and_starves_no_scrape(protected) -> None:
+    """16 clients hammer /metrics with wrong passwords: at most one bcrypt check runs at a
+    time, the others get 429 at once; Prometheus's cached credentials still get 200 every
+    time, and the proxy keeps proxying."""
+    proxy, ca, _ = protected
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    url = f"https://127.0.0.1:{proxy.ports['metrics']}/metrics"
+    assert fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))[0] == 200  # cached from here on
+    start = threading.Barrier(17)
+    answers: list[tuple[int, str | None]] = []
+
+    def attacker(n: int) -> None:
+        start.wait(timeout=30)
+        for i in range(15):
+            status, headers, _ = fetch(url, context, basic(SCRAPE_USER if i % 2 else "nobody", f"guess {n} {i}"))
+            answers.append((status, headers.get("Retry-After")))
+
+    threads = [threading.Thread(target=attacker, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    start.wait(timeout=30)
+    scrapes, proxied = [], []
+    while any(thread.is_alive() for thread in threads):
+        scrapes.append(fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))[0])
+        proxied.append(http("GET", f"http://127.0.0.1:{proxy.ports['listen']}/xms/v1/PLAN/batches")[0])
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 16 * 15
+    assert {status for status, _ in answers} == {401, 429}  # both happened, nothing else
+    assert {retry for status, retry in answers if status == 429} == {"1"}
+    assert scrapes and set(scrapes) == {200}
+    assert proxied and set(proxied) == {200}
+
+
+# --- BasicAuth in-process: timing parity, one bcrypt at a time --------------------------------
+
+
+def wsgi_status(app, authorization: str | None) -> tuple[str, dict[str, str]]:
+    seen: dict[str, object] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen.update(status=status, headers=dict(headers))
+
+    list(app({"HTTP_AUTHORIZATION": authorization} if authorization else {}, start_response))
+    return seen["status"], seen["headers"]  # type: ignore[return-value]
+
+
+def metrics_app(environ: dict, start_response) -> list[bytes]:
+    start_response("200 OK", [])
+    return [b"metrics"]
+
+
+def test_an_unknown_user_costs_a_bcrypt_check_like_a_known_one(monkeypatch) -> None:
+    """Without it, an unknown user's 401 comes back ~bcrypt-time sooner than a wrong
+    password's: the answer time would tell which user names exist."""
+    users = {"prometheus": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=6)),
+             "grafana": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=5))}  # fmt: skip
+    checked: list[bytes] = []
+    real_checkpw = bcrypt.checkpw
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real_checkpw(password, hashed)
+
+    auth = exposition.BasicAuth(metrics_app, users)
+    monkeypatch.setattr(exposition.bcrypt, "checkpw", spy)
+    assert wsgi_status(auth, basic("prometheus", "wrong"))[0].startswith("401")
+    assert wsgi_status(auth, basic("nobody", "wrong"))[0].startswith("401")
+    assert wsgi_status(auth, basic("nobody", "right"))[0].startswith("401")
+    assert checked[0] == users["prometheus"]
+    # the unknown user: one check against a hash no user has, at the highest cost configured
+    assert checked[1] == checked[2] and checked[1] not in users.values()
+    assert checked[1].startswith(b"$2b$06$") and len(checked[1]) == len(users["prometheus"])
+    # the right password: one check, then cached (no bcrypt at all for the next scrapes)
+    assert wsgi_status(auth, basic("grafana", "right"))[0].startswith("200")
+    assert wsgi_status(auth, basic("grafana", "right"))[0].startswith("200")
+    assert checked[3:] == [users["grafana"]]
+
+
+def test_one_bcrypt_check_at_a_time_others_get_429_cached_credentials_pass(monkeypatch) -> None:
+    users = {"prometheus": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4))}
+    auth = exposition.BasicAuth(metrics_app, users)
+    assert wsgi_status(auth, basic("prometheus", "right"))[0] == "200 OK"  # now cached
+    real_checkpw = bcrypt.checkpw
+    inside, release = threading.Event(), threading.Event()
+    running_checks: list[int] = []
+
+    def slow_checkpw(password: bytes, hashed: bytes) -> bool:
+        running_checks.append(1)
+        inside.set()
+        assert release.wait(timeout=30)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(exposition.bcrypt, "checkpw", slow_checkpw)
+    first: list[str] = []
+    attempt = threading.Thread(target=lambda: first.append(wsgi_status(auth, basic("prometheus", "guess 1"))[0]))
+    attempt.start()
+    assert inside.wait(timeout=30)  # a check is running (and stays so until released)
+    for credentials in (basic("prometheus", "guess 2"), basic("nobody", "guess 3"), basic("prometheus", "righ")):
+        status, headers = wsgi_status(auth, credentials)
+        assert (status, headers["Retry-After"]) == ("429 Too Many Requests", "1")
+    assert wsgi_status(auth, basic("prometheus", "right"))[0] == "200 OK"  # cached: no check needed
+    assert wsgi_status(auth, None)[0].startswith("401")  # no credentials: no check either
+    release.set()
+    attempt.join(timeout=30)
+    assert first == ["401 Unauthorized"]
+    assert len(running_checks) == 1  # the refused ones never reached bcrypt
+    assert wsgi_status(auth, basic("prometheus", "guess 4"))[0].startswith("401")  # free again
+
+
+def test_passwords_over_72_bytes_compare_like_exporter_toolkit() -> None:
+    """bcrypt reads 72 bytes; bcrypt >= 5 raises on more (a 500 per request). Go's bcrypt,
+    which exporter-toolkit uses, compares the first 72: so does this."""
+    password = "p" * 72
+    auth = exposition.BasicAuth(metrics_app, {"u": bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4))})
+    assert wsgi_status(auth, basic("u", password))[0] == "200 OK"
+    assert wsgi_status(auth, basic("u", password + "tail"))[0] == "200 OK"
+    assert wsgi_status(auth, basic("u", "q" * 100))[0].startswith("401")
+    assert wsgi_status(auth, basic("nobody", "q" * 100))[0].startswith("401")
 
 
 def test_healthz_needs_no_credentials_and_reveals_nothing(protected) -> None:
