@@ -28,7 +28,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.utils import human
 
-from sinch_sms_exporter import __version__, classify, routes
+from sinch_sms_exporter import __version__, classify, logredact, routes
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, Metrics, parse_buckets
 from sinch_sms_exporter.timeouts import UpstreamDeadline
@@ -121,6 +121,9 @@ class SinchSmsExporter:
     # --- options -------------------------------------------------------------------------
 
     def load(self, loader: mitmproxy.addonmanager.Loader) -> None:
+        # mitmproxy quotes raw traffic bytes in some log messages: redact them in every log
+        # handler there is (sinch-sms-proxy's terminal log, and mitmdump's when loaded with -s).
+        logredact.install()
         loader.add_option(
             "sinch_metrics_host", str, "0.0.0.0",
             "Address the /metrics endpoint listens on (all interfaces: Prometheus scrapes it "
@@ -214,6 +217,7 @@ class SinchSmsExporter:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:  # mitmproxy's test harness calls hooks outside a loop
             self._loop = None
+        logredact.install()  # handlers added since load
         self.deadline.start()
         self._restart_server()
 
