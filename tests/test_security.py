@@ -675,6 +675,12 @@ def test_the_readme_shows_the_documented_scrape_job() -> None:
 
 def test_a_real_prometheus_scrapes_the_protected_endpoint(protected) -> None:
     proxy, ca, tmp = protected
+    # The right credentials cached first (as after any earlier success): the wrong-password
+    # job's bcrypt check is then the only one, so it gets its 401, never a 429 for a check
+    # that happened to run at the same moment.
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    url = f"https://127.0.0.1:{proxy.ports['metrics']}/metrics"
+    assert fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))[0] == 200
     doc = documented_scrape_config()
     (job,) = doc["scrape_configs"]
     assert job["scheme"] == "https" and job["basic_auth"]["username"] == SCRAPE_USER
