@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import platform
+import socket
+import threading
+from collections.abc import Awaitable, Callable
 
+import bcrypt
 import pytest
 from mitmproxy import exceptions
+from mitmproxy.addons import next_layer, proxyserver
 from mitmproxy.flow import Error
+from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons
 from prometheus_client import REGISTRY  # noqa: TID251 - only to prove it stays empty
 
 from flows import sinch_flow
+from helpers import free_port, http
 from sinch_sms_exporter import catalog
 from sinch_sms_exporter.addon import SinchSmsExporter
 from sinch_sms_exporter.classify import BodyTap, Outcome
+from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import Metrics
 
 
@@ -223,3 +232,102 @@ def test_build_info_names_the_versions(exporter) -> None:
     # The Python version comes from prometheus_client's own python_info.
     (python_info,) = [m for m in addon.metrics.registry.collect() if m.name == "python_info"]
     assert python_info.samples[0].labels["version"] == platform.python_version()
+
+
+# --- /healthz reports the proxy's listeners and event loop ------------------------------------
+
+
+def with_proxy_server(scenario: Callable[..., Awaitable[None]]) -> None:
+    """Run `scenario(addon, proxy_server, tctx)` on an event loop with mitmproxy's real
+    Proxyserver next to the exporter, as in a running proxy (listeners on loopback)."""
+
+    async def main() -> None:
+        proxy_server, addon = proxyserver.Proxyserver(), SinchSmsExporter()
+        with taddons.context(proxy_server, next_layer.NextLayer(), addon) as tctx:
+            tctx.options.update(listen_host="127.0.0.1", sinch_metrics_port=0)
+            try:
+                await scenario(addon, proxy_server, tctx)
+            finally:
+                await proxy_server.servers.update([])
+
+    asyncio.run(main())
+
+
+def reverse(port: int) -> ProxyMode:
+    return ProxyMode.parse(f"reverse:http://127.0.0.1:9@{port}")
+
+
+def test_health_is_ok_only_while_every_proxy_listener_runs() -> None:
+    first, second = free_port(), free_port()
+
+    async def scenario(addon, proxy_server, tctx) -> None:
+        assert addon.health() == "the proxy is not running"  # before the running hook
+        assert await proxy_server.servers.update([reverse(first), reverse(second)])
+        addon.running()
+        assert await asyncio.to_thread(addon.health) is None
+        # One listener moves to a port another process holds: it does not run.
+        with socket.create_server(("127.0.0.1", 0)) as squatter:
+            busy = squatter.getsockname()[1]
+            assert not await proxy_server.servers.update([reverse(first), reverse(busy)])
+            assert await asyncio.to_thread(addon.health) == f"proxy port 127.0.0.1:{busy} is already in use"
+        await proxy_server.servers.update([])  # (mitmproxy logs that the failed one cannot stop)
+        assert await asyncio.to_thread(addon.health) == "no proxy listener is configured (mode)"
+        tctx.options.update(server=False)
+        assert await asyncio.to_thread(addon.health) == "the proxy server is off (server=false)"
+        addon.done()
+        assert addon.health() == "the proxy is not running"
+
+    with_proxy_server(scenario)
+
+
+def test_health_reports_an_event_loop_that_does_not_answer() -> None:
+    """A hook that blocks the event loop stops all proxying; /healthz must say so, although
+    the listeners still "run"."""
+
+    async def scenario(addon, proxy_server, tctx) -> None:
+        assert await proxy_server.servers.update([reverse(free_port())])
+        addon.running()
+        addon.health_timeout = 0.2
+        answers: list[str | None] = []
+        asking = threading.Thread(target=lambda: answers.append(addon.health()))
+        asking.start()
+        asking.join()  # blocks the event loop (this coroutine never yields) until it answered
+        assert answers == ["the proxy's event loop did not answer within 0.2 s"]
+        assert await asyncio.to_thread(addon.health) is None  # the loop runs again
+
+    with_proxy_server(scenario)
+
+
+def test_healthz_answers_503_with_the_reason_and_needs_no_credentials() -> None:
+    problems: list[object] = [None]
+
+    def health() -> str | None:
+        if isinstance(problems[0], Exception):
+            raise problems[0]
+        return problems[0]  # type: ignore[return-value]
+
+    # basic auth on /metrics: /healthz stays open (probes carry no credentials)
+    users = {"prometheus": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))}
+    server = MetricsServer.start(Metrics().registry, "127.0.0.1", 0, WebConfig(users=users), health)
+    try:
+        url = server.url.replace("/metrics", "/healthz")
+        assert http("GET", server.url)[0] == 401
+        assert http("GET", url)[::2] == (200, b"ok\n")
+        problems[0] = "proxy port 127.0.0.1:8080 is already in use"
+        status, headers, body = http("GET", url)
+        assert (status, body) == (503, b"proxy port 127.0.0.1:8080 is already in use\n")
+        assert headers["Cache-Control"] == "no-store"
+        problems[0] = "two\nlines"  # a reason is one line, whatever the check returns
+        assert http("GET", url)[::2] == (503, b"two lines\n")
+        problems[0] = RuntimeError("some detail")
+        assert http("GET", url)[::2] == (503, b"the health check failed (RuntimeError)\n")
+        problems[0] = None
+        assert http("GET", url)[::2] == (200, b"ok\n")
+    finally:
+        server.stop()
+    # Without a health check (a MetricsServer on its own): always ok.
+    plain = MetricsServer.start(Metrics().registry, "127.0.0.1", 0, None)
+    try:
+        assert http("GET", plain.url.replace("/metrics", "/healthz"))[::2] == (200, b"ok\n")
+    finally:
+        plain.stop()

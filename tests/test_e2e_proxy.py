@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client as httpclient
 import os
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
+import threading
 import time
 import urllib.request
 
 import pytest
 
+from deploy_files import final_stage
 from helpers import (
     PLAN,
     PROXY,
@@ -25,6 +30,7 @@ from helpers import (
     start_simulator,
     total,
     wait_for_port,
+    wait_until,
 )
 from sinch_sms_exporter import catalog, cli, routes, simulator
 
@@ -346,6 +352,142 @@ def test_mitmdump_loads_the_addon_script(sim, tmp_path) -> None:
         http("POST", f"http://127.0.0.1:{listen}{PLAN}/batches", b"{}", {"X-Sinch-Sim": "missing_callback_url"})
         samples = scrape(metrics)
         assert total(samples, "sinch_sms_responses_total", region="ca", code="missing_callback_url") == 1
+
+
+def addon_script() -> str:
+    return subprocess.run([PROXY, "--print-addon-path"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+MITMDUMP = os.path.join(os.path.dirname(PROXY), "mitmdump")
+
+# A second mitmdump script for the health test: a request hook that blocks the event loop
+# until told to stop (a stuck hook), and one that moves the listener to another port.
+FAULTS_SCRIPT = textwrap.dedent(
+    """
+    import time
+    from pathlib import Path
+
+    from mitmproxy import ctx
+
+    HERE = Path(__file__).parent
+
+
+    class Faults:
+        def request(self, flow):
+            if flow.request.path == "/block-the-loop":
+                (HERE / "blocking").touch()
+                deadline = time.monotonic() + 60
+                while not (HERE / "release").exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            elif flow.request.path.startswith("/move-listener/"):
+                port = flow.request.path.rsplit("/", 1)[1]
+                ctx.options.update(mode=[ctx.options.mode[0].rsplit("@", 1)[0] + "@" + port])
+
+
+    addons = [Faults()]
+    """
+)
+
+
+def run_healthcheck(metrics_port: int) -> int:
+    """The image's HEALTHCHECK command (Dockerfile), against this metrics port."""
+    check = final_stage().exec_form("HEALTHCHECK")
+    assert check[0] == "python"
+    env = {**os.environ, "SINCH_PROXY_METRICS_PORT": str(metrics_port)}
+    return subprocess.run([sys.executable, *check[1:]], env=env, capture_output=True, timeout=30).returncode
+
+
+def test_healthz_follows_the_proxy_listener_and_event_loop(sim, tmp_path) -> None:
+    """Real mitmdump with the addon: /healthz is ok while the proxy serves, 503 with the
+    reason while a hook blocks the event loop or the listener cannot listen; the image's
+    HEALTHCHECK command (and so Kubernetes' httpGet probes, which fail on 503) follows."""
+    faults = tmp_path / "faults" / "faults.py"
+    faults.parent.mkdir()
+    faults.write_text(FAULTS_SCRIPT)
+    listen, metrics = free_port(), free_port()
+    argv = [
+        MITMDUMP, "-q", "-s", addon_script(), "-s", str(faults),
+        "--mode", f"reverse:http://127.0.0.1:{sim.ports['http']}@{listen}", "--set", "listen_host=127.0.0.1",
+        "--set", "connection_strategy=lazy", "--set", f"confdir={tmp_path / 'conf'}",
+        "--set", f"sinch_metrics_port={metrics}", "--set", "sinch_metrics_host=127.0.0.1",
+    ]  # fmt: skip
+    healthz = f"http://127.0.0.1:{metrics}/healthz"
+    with running(start(argv, tmp_path / "mitmdump.log")) as proc:
+        wait_for_port(listen, proc=proc.popen)
+        wait_for_port(metrics, proc=proc.popen)
+        assert http("GET", healthz)[::2] == (200, b"ok\n")
+        assert run_healthcheck(metrics) == 0
+
+        # A hook blocks the event loop: nothing is proxied, although the listener "runs".
+        blocked = threading.Thread(target=http, args=("GET", f"http://127.0.0.1:{listen}/block-the-loop"),
+                                   kwargs={"timeout": 60})  # fmt: skip
+        blocked.start()
+        wait_until(lambda: (faults.parent / "blocking").exists(), what="the hook blocks the loop")
+        assert http("GET", healthz, timeout=30)[::2] == (503, b"the proxy's event loop did not answer within 1 s\n")
+        assert run_healthcheck(metrics) != 0
+        (faults.parent / "release").touch()
+        blocked.join(timeout=60)
+        assert http("GET", healthz)[::2] == (200, b"ok\n")
+
+        # The listener moves to a port another process holds: no listener runs.
+        with socket.create_server(("127.0.0.1", 0)) as squatter:
+            busy = squatter.getsockname()[1]
+            with contextlib.suppress(OSError):  # the listener this request came in on goes away
+                http("GET", f"http://127.0.0.1:{listen}/move-listener/{busy}", timeout=10)
+            expected = (503, f"proxy port 127.0.0.1:{busy} is already in use\n".encode())
+            wait_until(lambda: http("GET", healthz)[::2] == expected, what="/healthz reports the busy port")
+            assert run_healthcheck(metrics) != 0
+            assert proc.popen.poll() is None  # mitmdump itself runs on: only the probe can tell
+    assert "Traceback" not in proc.log()
+
+
+def test_mitmdump_with_a_busy_metrics_port_exits_with_one_clear_line(sim, tmp_path) -> None:
+    """A sidecar that proxies but serves no /metrics counts for nobody: mitmdump -s must not
+    start like that. The addon logs the failure at error level during startup, and
+    mitmproxy's errorcheck ends mitmdump with status 1."""
+    listen = free_port()
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        busy = squatter.getsockname()[1]
+        result = subprocess.run(
+            [MITMDUMP, "-q", "-s", addon_script(), "--mode", f"reverse:http://127.0.0.1:{sim.ports['http']}@{listen}",
+             "--set", f"sinch_metrics_port={busy}", "--set", "sinch_metrics_host=127.0.0.1",
+             "--set", f"confdir={tmp_path / 'conf'}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    message = f"cannot serve /metrics on 127.0.0.1:{busy}: the port is already in use (option sinch_metrics_port)"
+    assert [line for line in output.splitlines() if "/metrics" in line] == [result.stdout.strip().splitlines()[-1]]
+    assert result.stdout.strip().splitlines()[-1].endswith(message)  # after mitmproxy's [time] prefix
+    assert "Traceback" not in output
+
+
+# sinch-sms-proxy with its own port check skipped: the port is taken between check and start.
+_RACE = "import sys; from sinch_sms_exporter import cli; cli._check_port = lambda *a: None; sys.exit(cli.main())"
+
+
+@pytest.mark.parametrize("which", ["proxy", "metrics"])
+def test_a_port_taken_after_the_check_still_ends_in_one_line(tmp_path, which: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        busy = squatter.getsockname()[1]
+        ports = (busy, free_port()) if which == "proxy" else (free_port(), busy)
+        result = subprocess.run(
+            [sys.executable, "-c", _RACE, "--upstream", "http://127.0.0.1:9", "--listen-port", str(ports[0]),
+             "--metrics-port", str(ports[1]), "--metrics-host", "127.0.0.1", "--confdir", str(tmp_path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    expected = {
+        "proxy": f"proxy port 127.0.0.1:{busy} is already in use",
+        "metrics": f"cannot serve /metrics on 127.0.0.1:{busy}: the port is already in use (option sinch_metrics_port)",
+    }[which]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [f"sinch-sms-proxy: error: {expected}"]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_healthz_is_ok_while_the_proxy_serves(proxy) -> None:
+    assert http("GET", f"http://127.0.0.1:{proxy.ports['metrics']}/healthz")[::2] == (200, b"ok\n")
+    assert run_healthcheck(proxy.ports["metrics"]) == 0
 
 
 def test_mitmdump_rejects_bad_addon_options(tmp_path) -> None:

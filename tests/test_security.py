@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import textwrap
 import threading
@@ -22,6 +23,7 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from pathlib import Path
 
 import bcrypt
 import pytest
@@ -32,18 +34,23 @@ from ruamel.yaml import YAML
 
 from certs import CA
 from helpers import (
+    BIN,
+    PROXY,
     REPO,
+    free_port,
     http,
     prom_query,
     running,
     scrape,
+    start,
     start_prometheus,
     start_proxy,
     start_simulator,
     total,
+    wait_for_port,
     wait_until,
 )
-from sinch_sms_exporter import cli, logredact, routes
+from sinch_sms_exporter import cli, exposition, logredact, routes
 
 pytestmark = pytest.mark.e2e
 
@@ -139,6 +146,60 @@ def echoing_upstream() -> tuple[socket.socket, int]:
     return server, server.getsockname()[1]
 
 
+def secret_jobs(answers: tuple[str, ...] = ANSWERS) -> list[tuple[str, str, dict[str, str], str]]:
+    """(method, path and query, headers, phone) for every endpoint template x answer, each
+    carrying the token, phone numbers, ids, a callback URL and a message body."""
+    jobs = []
+    for t, template in enumerate(routes.ENDPOINT_TEMPLATES):
+        for a, answer in enumerate(answers):
+            phone = PHONES[(t + a) % len(PHONES)]
+            query = f"?to={urllib.parse.quote(phone)}&client_reference={CLIENT_REFERENCE}"
+            headers = {"Authorization": TOKEN, "X-Sinch-Sim": answer, "Content-Type": "application/json"}
+            if a % 2:
+                headers["Accept-Encoding"] = "gzip"
+            jobs.append((METHODS[(t + a) % len(METHODS)], path_of(template, phone) + query, headers, phone))
+    return jobs
+
+
+def send_all(jobs, send) -> list[int]:
+    """`send(method, path, body, headers)` → status, for every job, 16 at a time."""
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda job: send(job[0], job[1], request_body(job[3]), job[2]), jobs))
+
+
+def send_malformed(port: int, absolute: str = "") -> None:
+    """Malformed requests quote themselves in mitmproxy's messages (`absolute`: the
+    scheme://host:port prefix of a forward-proxy request line)."""
+    secret_line = f"POST {absolute}{path_of('batches/{batch_id}/delivery_report/{recipient}', PHONES[0])} HTTP/1.1\r\n"
+    assert b"400 Bad Request" in raw_exchange(port, f"{secret_line}Authorization {TOKEN}\r\n\r\n".encode())
+    assert b"400 Bad Request" in raw_exchange(port, f"{secret_line[:-11]}\x00 {MESSAGE} HTTP/1.1\r\n\r\n".encode())
+    raw_exchange(port, secret_line.encode())  # and hang up mid-headers
+
+
+def expositions(port: int, context: ssl.SSLContext | None = None, authorization: str | None = None) -> list[str]:
+    """/metrics (plain and gzip) and / as the scraper sees them."""
+    texts = []
+    scheme = "https" if context else "http"
+    for path, headers in (("/metrics", {}), ("/metrics", {"Accept-Encoding": "gzip"}), ("/", {})):
+        if authorization:
+            headers = {**headers, "Authorization": authorization}
+        request = urllib.request.Request(f"{scheme}://127.0.0.1:{port}{path}", headers=headers)
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            body = response.read()
+            if response.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            texts.append(body.decode())
+    return texts
+
+
+def assert_no_secrets(texts: list[str], logs: str, secrets: set[str] | None = None) -> None:
+    assert "sinch_sms_responses_total" in texts[0] and "sinch_sms_upstream_errors_total" in texts[0]
+    for needle in secrets or needles():
+        for text in texts:
+            assert needle not in text, f"{needle!r} in /metrics"
+        assert needle not in logs, f"{needle!r} in the log"
+
+
 def test_no_secret_reaches_metrics_or_logs_even_at_debug(tmp_path) -> None:
     """Tokens, phone numbers (in bodies, queries and the delivery_report/{recipient} path),
     the service plan id, ids and message bodies, through every endpoint template with
@@ -158,53 +219,117 @@ def test_no_secret_reaches_metrics_or_logs_even_at_debug(tmp_path) -> None:
         echo_proxy = stack.enter_context(
             running(start_proxy(tmp_path, f"http://127.0.0.1:{echo_port}", "--log-level", "debug"))
         )
-
-        jobs = []
-        for t, template in enumerate(routes.ENDPOINT_TEMPLATES):
-            for a, answer in enumerate(ANSWERS):
-                phone = PHONES[(t + a) % len(PHONES)]
-                query = f"?to={urllib.parse.quote(phone)}&client_reference={CLIENT_REFERENCE}"
-                headers = {"Authorization": TOKEN, "X-Sinch-Sim": answer, "Content-Type": "application/json"}
-                if a % 2:
-                    headers["Accept-Encoding"] = "gzip"
-                jobs.append((METHODS[(t + a) % len(METHODS)], path_of(template, phone) + query, headers, phone))
         listen = proxy.ports["listen"]
 
-        def send(job) -> int:
-            method, path, headers, phone = job
-            return http(method, f"http://127.0.0.1:{listen}{path}", request_body(phone), headers, timeout=30)[0]
+        def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> int:
+            return http(method, f"http://127.0.0.1:{listen}{path}", body, headers, timeout=30)[0]
 
-        with ThreadPoolExecutor(16) as pool:
-            statuses = list(pool.map(send, jobs))
+        statuses = send_all(secret_jobs(), send)
         assert statuses.count(502) == 4 * len(routes.ENDPOINT_TEMPLATES)  # drop, reset, cut, hang
-
-        # Malformed requests quote themselves in mitmproxy's messages; so would a bad answer.
-        secret_line = f"POST {path_of('batches/{batch_id}/delivery_report/{recipient}', PHONES[0])} HTTP/1.1\r\n"
-        assert b"400 Bad Request" in raw_exchange(listen, f"{secret_line}Authorization {TOKEN}\r\n\r\n".encode())
-        assert b"400 Bad Request" in raw_exchange(
-            listen, f"{secret_line[:-11]}\x00 {MESSAGE} HTTP/1.1\r\n\r\n".encode()
-        )
-        raw_exchange(listen, secret_line.encode())  # and hang up mid-headers
+        send_malformed(listen)
         echo_url = f"http://127.0.0.1:{echo_proxy.ports['listen']}{path_of('batches', PHONES[0])}"
         assert http("POST", echo_url, request_body(PHONES[0]), {"Authorization": TOKEN})[0] == 502
-
-        expositions = []
-        for port in (proxy.ports["metrics"], echo_proxy.ports["metrics"]):
-            for path, headers in (("/metrics", {}), ("/metrics", {"Accept-Encoding": "gzip"}), ("/", {})):
-                request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    body = response.read()
-                    if response.headers.get("Content-Encoding") == "gzip":
-                        body = gzip.decompress(body)
-                    expositions.append(body.decode())
+        texts = expositions(proxy.ports["metrics"]) + expositions(echo_proxy.ports["metrics"])
     logs = proxy.log() + echo_proxy.log()  # after the proxies stopped: their shutdown included
-
-    assert "sinch_sms_responses_total" in expositions[0] and "sinch_sms_upstream_errors_total" in expositions[0]
     assert "client connect" in logs  # debug level really was on
-    for needle in needles():
-        for text in expositions:
-            assert needle not in text, f"{needle!r} in /metrics"
-        assert needle not in logs, f"{needle!r} in the log"
+    assert_no_secrets(texts, logs)
+
+
+def test_no_secret_reaches_metrics_or_logs_in_forward_mode(tmp_path) -> None:
+    """The same secrets through forward mode at debug level: HTTPS to the Sinch stand-in
+    intercepted via CONNECT (every template and answer), plain-HTTP absolute-form requests
+    (the path, phone numbers included, is in the request line), HTTPS to another host
+    tunnelled untouched, and malformed forward-proxy requests."""
+    ca = CA(tmp_path / "sinch-ca", "stand-in Sinch CA")
+    sinch_cert = ca.issue("sinch", ("127.0.0.1",))
+    with ExitStack() as stack:
+        sinch = stack.enter_context(
+            running(
+                start_simulator(
+                    tmp_path, "--tls-cert", str(sinch_cert.cert_file), "--tls-key", str(sinch_cert.key_file)
+                )
+            )
+        )
+        plain, other = (stack.enter_context(running(start_simulator(tmp_path))) for _ in range(2))
+        proxy = stack.enter_context(
+            running(
+                start_proxy(tmp_path, "https://unused.invalid", "--mode", "forward", "--forward-hosts", r"127\.0\.0\.1",
+                            "--upstream-ca", str(ca.cert_file), "--log-level", "debug", "--upstream-timeout", "1")
+            )
+        )  # fmt: skip
+        listen = proxy.ports["listen"]
+        mitm_ca = ssl.create_default_context(cafile=str(tmp_path / "mitmproxy" / "mitmproxy-ca-cert.pem"))
+
+        def send_https(method: str, path: str, body: bytes, headers: dict[str, str]) -> int:
+            conn = http_client.HTTPSConnection("127.0.0.1", listen, timeout=30, context=mitm_ca)
+            conn.set_tunnel("127.0.0.1", sinch.ports["http"])
+            try:
+                conn.request(method, path, body, headers)
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+
+        def send_absolute(method: str, path: str, body: bytes, headers: dict[str, str]) -> int:
+            conn = http_client.HTTPConnection("127.0.0.1", listen, timeout=30)
+            try:
+                conn.request(method, f"http://127.0.0.1:{plain.ports['http']}{path}", body, headers)
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+
+        statuses = send_all(secret_jobs(), send_https)
+        assert statuses.count(502) == 4 * len(routes.ENDPOINT_TEMPLATES)  # drop, reset, cut, hang
+        absolute = send_all(secret_jobs(("ok", "403:blocked_account", "gzip:400:syntax_invalid_json")), send_absolute)
+        assert {400, 403} <= set(absolute) and max(absolute) < 500
+        # A host that is not Sinch's: tunnelled (through CONNECT, not decrypted) and not counted.
+        tunnelled = http_client.HTTPConnection("127.0.0.1", listen, timeout=30)
+        tunnelled.set_tunnel("localhost", other.ports["http"])
+        tunnelled.request("POST", path_of("batches", PHONES[1]), request_body(PHONES[1]), {"Authorization": TOKEN})
+        assert tunnelled.getresponse().status == 201
+        tunnelled.close()
+        send_malformed(listen, f"http://127.0.0.1:{plain.ports['http']}")
+        texts = expositions(proxy.ports["metrics"])
+    logs = proxy.log()
+    assert "client connect" in logs  # debug level really was on
+    samples = {(f.name, s.labels.get("status")) for f in text_string_to_metric_families(texts[0]) for s in f.samples}
+    assert ("sinch_sms_responses", "403") in samples  # intercepted and counted
+    assert_no_secrets(texts, logs)
+
+
+def test_no_secret_reaches_metrics_or_logs_under_mitmdump(tmp_path) -> None:
+    """Plain `mitmdump -s` as documented for production (no flow log: `flow_detail=0`), here
+    even at its debug log level: the addon puts the same redaction on mitmdump's log."""
+    script = subprocess.run([PROXY, "--print-addon-path"], capture_output=True, text=True, check=True).stdout.strip()
+    listen, metrics = free_port(), free_port()
+    with ExitStack() as stack:
+        sim = stack.enter_context(running(start_simulator(tmp_path)))
+        argv = [
+            str(BIN / "mitmdump"), "-s", script, "--set", "flow_detail=0", "--set", "termlog_verbosity=debug",
+            "--mode", f"reverse:http://127.0.0.1:{sim.ports['http']}@{listen}", "--set", "listen_host=127.0.0.1",
+            "--set", "connection_strategy=lazy",
+            "--set", f"sinch_metrics_port={metrics}", "--set", "sinch_metrics_host=127.0.0.1",
+            "--set", f"confdir={tmp_path / 'conf'}",
+        ]  # fmt: skip
+        mitmdump = stack.enter_context(running(start(argv, tmp_path / "mitmdump.log")))
+        wait_for_port(listen, proc=mitmdump.popen)
+        wait_for_port(metrics, proc=mitmdump.popen)
+
+        def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> int:
+            return http(method, f"http://127.0.0.1:{listen}{path}", body, headers, timeout=30)[0]
+
+        # No "hang": mitmdump's --set cannot set float options (sinch_upstream_timeout), and
+        # the default 30 s would only slow the test down.
+        statuses = send_all(secret_jobs(tuple(a for a in ANSWERS if a != "hang")), send)
+        assert statuses.count(502) == 3 * len(routes.ENDPOINT_TEMPLATES)  # drop, reset, cut
+        send_malformed(listen)
+        texts = expositions(metrics)
+    logs = mitmdump.log()
+    assert "client connect" in logs  # debug level really was on
+    assert_no_secrets(texts, logs)
 
 
 @pytest.mark.parametrize(
@@ -231,11 +356,9 @@ SCRAPE_USER = "prometheus"
 SCRAPE_PASSWORD = "correct horse battery staple 42"
 
 
-@pytest.fixture(scope="module")
-def protected(tmp_path_factory):
-    """A proxy whose /metrics wants TLS and basic auth (exporter-toolkit web config, paths
-    relative to the file, a bcrypt hash made here), with one answer counted."""
-    tmp = tmp_path_factory.mktemp("protected")
+def web_config(tmp: Path) -> tuple[Path, CA, str]:
+    """An exporter-toolkit web config (TLS, basic auth; paths relative to the file, a bcrypt
+    hash made here): (its path, the CA of its certificate, the hash)."""
     ca = CA(tmp / "pki")
     server = ca.issue("metrics")
     config = tmp / "web" / "web.yml"
@@ -247,6 +370,14 @@ def protected(tmp_path_factory):
         f"tls_server_config:\n  cert_file: {server.cert_file.name}\n  key_file: {server.key_file.name}\n"
         f"basic_auth_users:\n  {SCRAPE_USER}: '{hashed}'\n"
     )
+    return config, ca, hashed
+
+
+@pytest.fixture(scope="module")
+def protected(tmp_path_factory):
+    """A proxy whose /metrics wants TLS and basic auth, with one answer counted."""
+    tmp = tmp_path_factory.mktemp("protected")
+    config, ca, _ = web_config(tmp)
     with (
         running(start_simulator(tmp)) as sim,
         running(
@@ -285,6 +416,7 @@ def basic(user: str, password: str) -> str:
         "Basic !!!not-base64!!!",
         "Basic " + base64.b64encode(SCRAPE_USER.encode()).decode(),  # no colon
         "Bearer " + SCRAPE_PASSWORD,
+        basic(SCRAPE_USER, "x" * 100),  # over bcrypt's 72 bytes: bcrypt 5 raises on it
     ],
     ids=[
         "none",
@@ -295,6 +427,7 @@ def basic(user: str, password: str) -> str:
         "bad-base64",
         "no-colon",
         "bearer",
+        "long-password",
     ],
 )
 def test_metrics_refuse_missing_or_wrong_credentials(protected, authorization: str | None) -> None:
@@ -325,6 +458,186 @@ def test_metrics_answer_the_right_credentials_over_verified_tls(protected) -> No
         urllib.request.urlopen(f"http://127.0.0.1:{proxy.ports['metrics']}/metrics", timeout=10)
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
         fetch(url, ssl.create_default_context(), basic(SCRAPE_USER, SCRAPE_PASSWORD))
+
+
+def test_a_flood_of_wrong_passwords_gets_429s_and_starves_no_scrape(protected) -> None:
+    """16 clients hammer /metrics with wrong passwords: at most one bcrypt check runs at a
+    time, the others get 429 at once; Prometheus's cached credentials still get 200 every
+    time, and the proxy keeps proxying."""
+    proxy, ca, _ = protected
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    url = f"https://127.0.0.1:{proxy.ports['metrics']}/metrics"
+    assert fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))[0] == 200  # cached from here on
+    start = threading.Barrier(17)
+    answers: list[tuple[int, str | None]] = []
+
+    def attacker(n: int) -> None:
+        start.wait(timeout=30)
+        for i in range(15):
+            status, headers, _ = fetch(url, context, basic(SCRAPE_USER if i % 2 else "nobody", f"guess {n} {i}"))
+            answers.append((status, headers.get("Retry-After")))
+
+    threads = [threading.Thread(target=attacker, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    start.wait(timeout=30)
+    scrapes, proxied = [], []
+    while any(thread.is_alive() for thread in threads):
+        scrapes.append(fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))[0])
+        proxied.append(http("GET", f"http://127.0.0.1:{proxy.ports['listen']}/xms/v1/PLAN/batches")[0])
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 16 * 15
+    assert {status for status, _ in answers} == {401, 429}  # both happened, nothing else
+    assert {retry for status, retry in answers if status == 429} == {"1"}
+    assert scrapes and set(scrapes) == {200}
+    assert proxied and set(proxied) == {200}
+
+
+def test_no_scrape_password_or_secret_reaches_metrics_or_logs_with_tls_and_auth(tmp_path) -> None:
+    """The protected proxy at debug level: the traffic secrets as in reverse mode, and the
+    scrape credentials every way a client may get them wrong (wrong and near-miss passwords,
+    unknown users, the password as a user name or a bearer token, over 72 bytes, a flood that
+    gets 429s, plain HTTP to the TLS port, a client that distrusts the certificate): neither
+    the password, nor its base64 form, nor its bcrypt hash, nor any guess appears in /metrics
+    or the log."""
+    config, ca, hashed = web_config(tmp_path)
+    guesses = [SCRAPE_PASSWORD + " ", SCRAPE_PASSWORD.upper(), "wrong-guess-5521", "x" * 100]
+    attempts = [
+        *(basic(SCRAPE_USER, guess) for guess in guesses),
+        basic("unknown-user-7731", SCRAPE_PASSWORD),
+        basic(SCRAPE_PASSWORD, SCRAPE_PASSWORD),
+        f"Bearer {SCRAPE_PASSWORD}",
+        f"Basic {SCRAPE_PASSWORD}",  # not base64
+    ]
+    secrets = needles() | {SCRAPE_PASSWORD, hashed, hashed[7:], *guesses, "unknown-user-7731"}
+    secrets |= {a.split(" ", 1)[1] for a in attempts} | {basic(SCRAPE_USER, SCRAPE_PASSWORD).split(" ", 1)[1]}
+    with ExitStack() as stack:
+        sim = stack.enter_context(running(start_simulator(tmp_path)))
+        proxy = stack.enter_context(
+            running(
+                start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}", "--metrics-web-config", str(config),
+                            "--log-level", "debug", "--upstream-timeout", "1")
+            )
+        )  # fmt: skip
+        listen, metrics = proxy.ports["listen"], proxy.ports["metrics"]
+
+        def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> int:
+            return http(method, f"http://127.0.0.1:{listen}{path}", body, headers, timeout=30)[0]
+
+        statuses = send_all(secret_jobs(("ok", "403:blocked_account", "reset", "hang")), send)
+        assert statuses.count(502) == 2 * len(routes.ENDPOINT_TEMPLATES)
+        context = ssl.create_default_context(cafile=str(ca.cert_file))
+        url = f"https://127.0.0.1:{metrics}/metrics"
+        bodies = []
+        for authorization in attempts:
+            status, _, body = fetch(url, context, authorization)
+            assert status == 401, authorization
+            bodies.append(body.decode())
+        with ThreadPoolExecutor(8) as pool:  # a flood: 401s and 429s
+            flood = list(pool.map(lambda i: fetch(url, context, basic(SCRAPE_USER, f"{guesses[2]}{i}")), range(32)))
+        assert {status for status, _, _ in flood} <= {401, 429}
+        bodies += [body.decode() for _, _, body in flood]
+        secrets |= {f"{guesses[2]}{i}" for i in range(32)}
+        right = basic(SCRAPE_USER, SCRAPE_PASSWORD)
+        with pytest.raises((urllib.error.URLError, ConnectionError, http_client.HTTPException)):
+            plain_http = urllib.request.Request(url.replace("https:", "http:"), headers={"Authorization": right})
+            urllib.request.urlopen(plain_http, timeout=10)
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch(url, ssl.create_default_context(), basic(SCRAPE_USER, SCRAPE_PASSWORD))
+        texts = expositions(metrics, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))
+        health = fetch(f"https://127.0.0.1:{metrics}/healthz", context)
+        assert health[0] == 200
+    logs = proxy.log()
+    assert "client connect" in logs  # debug level really was on
+    assert_no_secrets([*texts, *bodies, health[2].decode()], logs, secrets)
+
+
+# --- BasicAuth in-process: timing parity, one bcrypt at a time --------------------------------
+
+
+def wsgi_status(app, authorization: str | None) -> tuple[str, dict[str, str]]:
+    seen: dict[str, object] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen.update(status=status, headers=dict(headers))
+
+    list(app({"HTTP_AUTHORIZATION": authorization} if authorization else {}, start_response))
+    return seen["status"], seen["headers"]  # type: ignore[return-value]
+
+
+def metrics_app(environ: dict, start_response) -> list[bytes]:
+    start_response("200 OK", [])
+    return [b"metrics"]
+
+
+def test_an_unknown_user_costs_a_bcrypt_check_like_a_known_one(monkeypatch) -> None:
+    """Without it, an unknown user's 401 comes back ~bcrypt-time sooner than a wrong
+    password's: the answer time would tell which user names exist."""
+    users = {"prometheus": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=6)),
+             "grafana": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=5))}  # fmt: skip
+    checked: list[bytes] = []
+    real_checkpw = bcrypt.checkpw
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real_checkpw(password, hashed)
+
+    auth = exposition.BasicAuth(metrics_app, users)
+    monkeypatch.setattr(exposition.bcrypt, "checkpw", spy)
+    assert wsgi_status(auth, basic("prometheus", "wrong"))[0].startswith("401")
+    assert wsgi_status(auth, basic("nobody", "wrong"))[0].startswith("401")
+    assert wsgi_status(auth, basic("nobody", "right"))[0].startswith("401")
+    assert checked[0] == users["prometheus"]
+    # the unknown user: one check against a hash no user has, at the highest cost configured
+    assert checked[1] == checked[2] and checked[1] not in users.values()
+    assert checked[1].startswith(b"$2b$06$") and len(checked[1]) == len(users["prometheus"])
+    # the right password: one check, then cached (no bcrypt at all for the next scrapes)
+    assert wsgi_status(auth, basic("grafana", "right"))[0].startswith("200")
+    assert wsgi_status(auth, basic("grafana", "right"))[0].startswith("200")
+    assert checked[3:] == [users["grafana"]]
+
+
+def test_one_bcrypt_check_at_a_time_others_get_429_cached_credentials_pass(monkeypatch) -> None:
+    users = {"prometheus": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4))}
+    auth = exposition.BasicAuth(metrics_app, users)
+    assert wsgi_status(auth, basic("prometheus", "right"))[0] == "200 OK"  # now cached
+    real_checkpw = bcrypt.checkpw
+    inside, release = threading.Event(), threading.Event()
+    running_checks: list[int] = []
+
+    def slow_checkpw(password: bytes, hashed: bytes) -> bool:
+        running_checks.append(1)
+        inside.set()
+        assert release.wait(timeout=30)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(exposition.bcrypt, "checkpw", slow_checkpw)
+    first: list[str] = []
+    attempt = threading.Thread(target=lambda: first.append(wsgi_status(auth, basic("prometheus", "guess 1"))[0]))
+    attempt.start()
+    assert inside.wait(timeout=30)  # a check is running (and stays so until released)
+    for credentials in (basic("prometheus", "guess 2"), basic("nobody", "guess 3"), basic("prometheus", "righ")):
+        status, headers = wsgi_status(auth, credentials)
+        assert (status, headers["Retry-After"]) == ("429 Too Many Requests", "1")
+    assert wsgi_status(auth, basic("prometheus", "right"))[0] == "200 OK"  # cached: no check needed
+    assert wsgi_status(auth, None)[0].startswith("401")  # no credentials: no check either
+    release.set()
+    attempt.join(timeout=30)
+    assert first == ["401 Unauthorized"]
+    assert len(running_checks) == 1  # the refused ones never reached bcrypt
+    assert wsgi_status(auth, basic("prometheus", "guess 4"))[0].startswith("401")  # free again
+
+
+def test_passwords_over_72_bytes_compare_like_exporter_toolkit() -> None:
+    """bcrypt reads 72 bytes; bcrypt >= 5 raises on more (a 500 per request). Go's bcrypt,
+    which exporter-toolkit uses, compares the first 72: so does this."""
+    password = "p" * 72
+    auth = exposition.BasicAuth(metrics_app, {"u": bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4))})
+    assert wsgi_status(auth, basic("u", password))[0] == "200 OK"
+    assert wsgi_status(auth, basic("u", password + "tail"))[0] == "200 OK"
+    assert wsgi_status(auth, basic("u", "q" * 100))[0].startswith("401")
+    assert wsgi_status(auth, basic("nobody", "q" * 100))[0].startswith("401")
 
 
 def test_healthz_needs_no_credentials_and_reveals_nothing(protected) -> None:
@@ -362,6 +675,12 @@ def test_the_readme_shows_the_documented_scrape_job() -> None:
 
 def test_a_real_prometheus_scrapes_the_protected_endpoint(protected) -> None:
     proxy, ca, tmp = protected
+    # The right credentials cached first (as after any earlier success): the wrong-password
+    # job's bcrypt check is then the only one, so it gets its 401, never a 429 for a check
+    # that happened to run at the same moment.
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    url = f"https://127.0.0.1:{proxy.ports['metrics']}/metrics"
+    assert fetch(url, context, basic(SCRAPE_USER, SCRAPE_PASSWORD))[0] == 200
     doc = documented_scrape_config()
     (job,) = doc["scrape_configs"]
     assert job["scheme"] == "https" and job["basic_auth"]["username"] == SCRAPE_USER

@@ -5,11 +5,20 @@ Loaded by `sinch-sms-proxy` (proxy.py) or by plain mitmproxy:
 
 Hooks never raise on upstream data and never change what passes through: the only thing
 set on a flow is how its response body is carried (buffered or streamed), never its bytes.
+
+/healthz reports the proxy, not just the metrics thread: `health()` asks the event loop
+whether every proxy listener runs (`proxy_listener_problems`). A metrics port that cannot be
+opened at startup is an error-level log: mitmproxy's errorcheck addon (in mitmdump and in
+sinch-sms-proxy) then ends the process, since a sidecar without /metrics is useless.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import errno
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, TypeVar
@@ -17,8 +26,9 @@ from typing import Any, Optional, TypeVar
 import mitmproxy
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ReverseMode
+from mitmproxy.utils import human
 
-from sinch_sms_exporter import __version__, classify, routes
+from sinch_sms_exporter import __version__, classify, logredact, routes
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, Metrics, parse_buckets
 from sinch_sms_exporter.timeouts import UpstreamDeadline
@@ -28,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 19880
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
+#: Seconds /healthz waits for the proxy's event loop to run its check: a loop that cannot run
+#: one callback in that time is wedged (a blocking hook), not busy. Below the probes' timeouts
+#: (Kubernetes example: 2 s, the image's HEALTHCHECK: 4 s).
+HEALTH_TIMEOUT = 1.0
 T = TypeVar("T")
 _REGION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -56,6 +70,38 @@ def _parsed(option: str, parse: Callable[[Any], T], value: Any) -> T:
         raise exceptions.OptionsError(message if option in message else f"{option}: {message}") from exc
 
 
+def _listener_problem(instance: Any) -> str:
+    """One line on a proxy listener (a mitmproxy ServerInstance) that is not running. Only its
+    address and errno: the mode spec (upstream URL) stays out of an unauthenticated page."""
+    mode = instance.mode
+    port = mode.listen_port(ctx.options.listen_port)
+    where = human.format_address((mode.listen_host(ctx.options.listen_host) or "0.0.0.0", port or 0))
+    exc = instance.last_exception
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"proxy port {where} is already in use"
+    if isinstance(exc, OSError) and exc.errno:
+        return f"proxy listener {where} cannot listen: {os.strerror(exc.errno)}"
+    if exc is not None:
+        return f"proxy listener {where} failed to start ({type(exc).__name__})"
+    return f"proxy listener {where} is not running"
+
+
+def proxy_listener_problems() -> list[str]:
+    """Why mitmproxy's proxy server does not serve, one line per problem; [] when every
+    configured listener runs. Reads mitmproxy's Proxyserver addon (`servers`, each instance's
+    `is_running` and `last_exception`: the same on mitmproxy 11 and 12). Call it on the event
+    loop: the listeners change there."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    if proxyserver is None:
+        return ["no proxy server is loaded"]
+    if not ctx.options.server:
+        return ["the proxy server is off (server=false)"]
+    instances = list(proxyserver.servers)
+    if not instances:
+        return ["no proxy listener is configured (mode)"]
+    return [_listener_problem(instance) for instance in instances if not instance.is_running]
+
+
 class SinchSmsExporter:
     """Counts every Sinch SMS API answer by status and code; serves them on /metrics."""
 
@@ -69,10 +115,15 @@ class SinchSmsExporter:
         self._counted_hosts: re.Pattern[str] = routes.SINCH_HOST_RE
         self._web_config: WebConfig | None = None
         self._running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.health_timeout = HEALTH_TIMEOUT
 
     # --- options -------------------------------------------------------------------------
 
     def load(self, loader: mitmproxy.addonmanager.Loader) -> None:
+        # mitmproxy quotes raw traffic bytes in some log messages: redact them in every log
+        # handler there is (sinch-sms-proxy's terminal log, and mitmdump's when loaded with -s).
+        logredact.install()
         loader.add_option(
             "sinch_metrics_host", str, "0.0.0.0",
             "Address the /metrics endpoint listens on (all interfaces: Prometheus scrapes it "
@@ -162,11 +213,17 @@ class SinchSmsExporter:
 
     def running(self) -> None:
         self._running = True
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # mitmproxy's test harness calls hooks outside a loop
+            self._loop = None
+        logredact.install()  # handlers added since load
         self.deadline.start()
         self._restart_server()
 
     def done(self) -> None:
         self._running = False
+        self._loop = None
         self.deadline.stop()
         if self.server is not None:
             self.server.stop()
@@ -178,14 +235,44 @@ class SinchSmsExporter:
             self.server = None
         port = ctx.options.sinch_metrics_port
         if port and self.metrics is not None:
+            host = ctx.options.sinch_metrics_host
             try:
-                self.server = MetricsServer.start(
-                    self.metrics.registry, ctx.options.sinch_metrics_host, port, self._web_config
-                )
+                self.server = MetricsServer.start(self.metrics.registry, host, port, self._web_config, self.health)
             except OSError as exc:
-                logger.error(f"cannot serve metrics on {ctx.options.sinch_metrics_host}:{port}: {exc.strerror or exc}")
+                # Error level on purpose: during startup mitmproxy's errorcheck addon turns it
+                # into exit status 1 (mitmdump -s as much as sinch-sms-proxy). A sidecar that
+                # proxies but serves no /metrics would look healthy and count for nobody.
+                why = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+                address = human.format_address((host, port))
+                logger.error(f"cannot serve /metrics on {address}: {why} (option sinch_metrics_port)")
                 return
             logger.info(f"metrics on {self.server.url}")
+
+    def health(self) -> str | None:
+        """/healthz, from the metrics server's thread: None when the event loop answers and
+        every proxy listener runs, else why not (one line, nothing secret)."""
+        loop = self._loop
+        if loop is None:
+            return "the proxy is not running"
+        future: concurrent.futures.Future[list[str]] = concurrent.futures.Future()
+
+        def check() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(proxy_listener_problems())
+                except Exception as exc:  # noqa: BLE001 - reported by /healthz
+                    future.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(check)
+        except RuntimeError:  # the loop is closed
+            return "the proxy has stopped"
+        try:
+            problems = future.result(timeout=self.health_timeout)
+        except TimeoutError:
+            future.cancel()
+            return f"the proxy's event loop did not answer within {self.health_timeout:g} s"
+        return "; ".join(problems) or None
 
     # --- hooks: thin, never raise on upstream data ---------------------------------------
 

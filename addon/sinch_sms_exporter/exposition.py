@@ -5,15 +5,15 @@ Protection uses the web config file format of Prometheus's exporter-toolkit
 (`tls_server_config`, `basic_auth_users` with bcrypt hashes), so the matching Prometheus
 `scrape_config` (`scheme: https`, `basic_auth`, `tls_config`) is the one every exporter uses.
 
-Paths: /metrics (the exposition, gzip when asked), /healthz (liveness, no auth: probes
-carry no credentials and it reveals nothing), / (a link to /metrics).
+Paths: /metrics (the exposition, gzip when asked), /healthz (no auth: probes carry no
+credentials; `200 ok`, or `503` and a one-line reason when the health callable the addon
+passes in finds the proxy down), / (a link to /metrics).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import socket
 import ssl
 import threading
@@ -109,21 +109,53 @@ class WebConfig:
         return context
 
 
+#: bcrypt looks at the first 72 bytes of a password only. bcrypt >= 5 raises on longer ones
+#: (a 500 and a traceback per request); exporter-toolkit (Go's bcrypt) compares the first 72.
+_BCRYPT_MAX_PASSWORD = 72
+
+
+def _bcrypt_cost(hashed: bytes) -> int:
+    """The cost of a `$2b$NN$…` hash (WebConfig.load checked the prefix)."""
+    try:
+        return int(hashed[4:6])
+    except ValueError:
+        return 12
+
+
+def _dummy_hash(cost: int) -> bytes:
+    """A well-formed bcrypt hash of that cost that no password matches in practice: an
+    unknown user's password is checked against it, so that it costs as much as a known
+    user's (otherwise the answer time tells which user names exist)."""
+    return bcrypt.gensalt(rounds=cost) + b"." * 31
+
+
 class BasicAuth:
     """WSGI middleware: HTTP basic auth against bcrypt hashes.
 
-    bcrypt is slow on purpose (~0.1 s); like exporter-toolkit, a successful check is
-    cached (keyed by a hash of the credentials, never the password) so that a scrape every
-    15 s does not burn CPU.
+    bcrypt is slow on purpose (~60 ms at cost 10); like exporter-toolkit:
+    - a successful check is cached (keyed by a hash of the credentials, never the
+      password), so a scrape every 15 s costs one bcrypt check per process lifetime;
+    - an unknown user is checked against a dummy hash of the same cost: the answer time
+      does not tell user names apart;
+    - at most one bcrypt check runs at a time. exporter-toolkit queues the others behind a
+      mutex; here a request that would have to wait gets `429 Too Many Requests` at once:
+      a flood of wrong passwords then burns at most one core, never piles up threads
+      waiting their turn, and the event loop (the proxy) keeps the other core. Cached
+      credentials (Prometheus after its first scrape) never need the check, so they never
+      see a 429; an uncached scrape that does retries at its next interval.
     """
 
     def __init__(self, app: Callable, users: dict[str, bytes]) -> None:
         self.app = app
         self.users = users
+        self._dummy = _dummy_hash(max((_bcrypt_cost(h) for h in users.values()), default=10))
         self._verified: set[bytes] = set()
         self._lock = threading.Lock()
+        self._checking = threading.Lock()  # held while bcrypt runs; never waited for
 
-    def _authorized(self, header: str) -> bool:
+    def check(self, header: str) -> bool | None:
+        """True: these credentials are good. False: they are not. None: another bcrypt
+        check is running, so this one was not made (answer 429)."""
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
             return False
@@ -131,22 +163,36 @@ class BasicAuth:
             user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        hashed = self.users.get(user)
-        if not sep or hashed is None:
+        if not sep:
             return False
-        key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed))).digest()
-        with self._lock:
-            if any(hmac.compare_digest(key, k) for k in self._verified):
-                return True
-        if not bcrypt.checkpw(password.encode(), hashed):
+        hashed = self.users.get(user)
+        secret = password.encode()[:_BCRYPT_MAX_PASSWORD]
+        if hashed is not None:
+            key = hashlib.sha256(b"\0".join((user.encode(), secret, hashed))).digest()
+            with self._lock:
+                if key in self._verified:
+                    return True
+        if not self._checking.acquire(blocking=False):
+            return None
+        try:
+            matched = bcrypt.checkpw(secret, hashed if hashed is not None else self._dummy)
+        except ValueError:  # a hash bcrypt cannot read: no password matches it
+            matched = False
+        finally:
+            self._checking.release()
+        if not matched or hashed is None:
             return False
         with self._lock:
             self._verified.add(key)
         return True
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
+        verdict = self.check(environ.get("HTTP_AUTHORIZATION", ""))
+        if verdict:
             return self.app(environ, start_response)
+        if verdict is None:
+            start_response("429 Too Many Requests", [("Retry-After", "1"), ("Content-Type", "text/plain")])
+            return [b"Too Many Requests: another password check is running, retry\n"]
         start_response(
             "401 Unauthorized",
             [("WWW-Authenticate", 'Basic realm="sinch-sms-exporter"'), ("Content-Type", "text/plain")],
@@ -154,14 +200,32 @@ class BasicAuth:
         return [b"Unauthorized\n"]
 
 
-def _router(metrics_app: Callable) -> Callable:
+#: What /healthz runs: None when healthy, else a one-line reason (answered with a 503).
+HealthCheck = Callable[[], str | None]
+
+
+def _health_answer(health: HealthCheck | None) -> tuple[str, bytes]:
+    if health is None:
+        return "200 OK", b"ok\n"
+    try:
+        problem = health()
+    except Exception as exc:  # noqa: BLE001 - a broken check is an unhealthy answer, not a 500
+        problem = f"the health check failed ({type(exc).__name__})"
+    if problem is None:
+        return "200 OK", b"ok\n"
+    line = " ".join(str(problem).split()) or "unhealthy"
+    return "503 Service Unavailable", f"{line}\n".encode(errors="replace")
+
+
+def _router(metrics_app: Callable, health: HealthCheck | None) -> Callable:
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             return metrics_app(environ, start_response)
         if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+            status, body = _health_answer(health)
+            start_response(status, [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
+            return [body]
         if path == "/":
             start_response("200 OK", [("Content-Type", "text/html")])
             return [b'<html><body><h1>sinch-sms-exporter</h1><a href="/metrics">/metrics</a></body></html>\n']
@@ -211,12 +275,21 @@ class MetricsServer:
         self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
     @classmethod
-    def start(cls, registry: CollectorRegistry, host: str, port: int, config: WebConfig | None) -> MetricsServer:
+    def start(
+        cls,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        config: WebConfig | None,
+        health: HealthCheck | None = None,
+    ) -> MetricsServer:
+        """Serve on host:port (OSError if it cannot listen). `health` answers /healthz,
+        in the request's thread (None: always `ok`)."""
         metrics_app = make_wsgi_app(registry)
         if config is not None and config.users:
             # Only /metrics reveals anything; /healthz stays open for probes without credentials.
             metrics_app = BasicAuth(metrics_app, config.users)
-        app = _router(metrics_app)
+        app = _router(metrics_app, health)
         server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
         httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
         context = config.ssl_context() if config is not None else None

@@ -19,7 +19,11 @@ from mitmproxy import addonmanager, exceptions, hooks, master, options
 from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, proxyserver, termlog, tlsconfig
 
 from sinch_sms_exporter import logredact
-from sinch_sms_exporter.addon import SinchSmsExporter
+from sinch_sms_exporter.addon import SinchSmsExporter, proxy_listener_problems
+
+
+class StartupError(RuntimeError):
+    """The proxy could not start (a port taken since the CLI checked it, …): one line."""
 
 
 class HookIndex(addonmanager.AddonManager):
@@ -71,6 +75,37 @@ class HookIndex(addonmanager.AddonManager):
         self._handlers.clear()
 
 
+class StartupCheck(errorcheck.ErrorCheck):
+    """mitmproxy's errorcheck (error-level logs during startup end the process), reporting
+    in one line: raises StartupError, which the CLI prints as `sinch-sms-proxy: error: …`.
+
+    mitmproxy runs it after loading the options, after starting the listeners and after
+    the `running` hook (where the exporter opens /metrics): a port taken between the CLI's
+    check and the start ends the process there, not in a proxy without listeners or
+    without metrics. A listener that failed is described from mitmproxy's own record of it
+    (`proxy port H:P is already in use`), not its multi-line log message."""
+
+    name = "errorcheck"  # master.run() looks the check up by this name
+
+    def __init__(self) -> None:
+        super().__init__(repeat_errors_on_stderr=False)
+
+    async def shutdown_if_errored(self) -> None:
+        await asyncio.sleep(0)  # as mitmproxy's: let pending log records arrive
+        records = list(self.logger.has_errored)
+        if not records:
+            return
+        from_listeners = [r for r in records if r.name == proxyserver.__name__]
+        problems = proxy_listener_problems() if from_listeners else []
+        for record in records:
+            if problems and record in from_listeners:
+                continue  # described from the listeners' own state above
+            lines = record.getMessage().strip().splitlines()
+            if lines and lines[0] not in problems:
+                problems.append(lines[0])
+        raise StartupError("; ".join(problems) or "errors were logged during startup")
+
+
 class SidecarMaster(master.Master):
     """Proxy server, protocol detection, TLS, listener guard, h2c safety, startup error
     check, the terminal log, and the Sinch exporter: nothing that rewrites traffic."""
@@ -91,7 +126,7 @@ class SidecarMaster(master.Master):
             block.Block(),
             # Strips h2c upgrade requests mitmproxy cannot carry (else: protocol errors).
             disable_h2c.DisableH2C(),
-            errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
+            StartupCheck(),
             self.exporter,
         )
 
@@ -122,11 +157,13 @@ async def _serve(settings: Mapping[str, Any]) -> None:
     # 1,500 requests under load) otherwise held the event loop for ~60 ms, the p99 latency.
     gc.collect()
     gc.freeze()
-    await sidecar.run()
-    # Client connections still open at shutdown are cancelled by asyncio.run(); on Python
-    # 3.11 asyncio's stream callback then logs each one's CancelledError as a traceback.
-    # Those cancellations are the shutdown itself, not errors.
-    loop.set_exception_handler(_ignore_shutdown_cancellations)
+    try:
+        await sidecar.run()
+    finally:
+        # Client connections still open at shutdown are cancelled by asyncio.run(); on Python
+        # 3.11 asyncio's stream callback then logs each one's CancelledError as a traceback.
+        # Those cancellations are the shutdown itself, not errors.
+        loop.set_exception_handler(_ignore_shutdown_cancellations)
 
 
 def _ignore_shutdown_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
