@@ -60,6 +60,17 @@ def parse_region_map(entries: Sequence[str]) -> dict[str, str]:
     return regions
 
 
+def parse_timeout(text: str) -> float:
+    """'2.5' → 2.5 seconds; ValueError unless a finite number ≥ 0 (0: no timeout)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{text!r}: must be 0 (off) or more seconds")
+    return seconds
+
+
 def _parsed(option: str, parse: Callable[[Any], T], value: Any) -> T:
     """`parse(value)`, its failure an OptionsError that names the option (a bare regex error
     such as "missing ), unterminated subpattern" would not say which setting is wrong)."""
@@ -166,9 +177,10 @@ class SinchSmsExporter:
             "other hosts undecrypted, set allow_hosts to match the same hosts as HOST:PORT.)",
         )  # fmt: skip
         loader.add_option(
-            "sinch_upstream_timeout", float, DEFAULT_UPSTREAM_TIMEOUT,
+            "sinch_upstream_timeout", str, f"{DEFAULT_UPSTREAM_TIMEOUT:g}",
             "Seconds to wait for the upstream's response headers (connect included) before "
-            "answering the client 502 and counting reason=\"timeout\" (0: wait forever).",
+            "answering the client 502 and counting reason=\"timeout\" (0: wait forever). A "
+            "string, because mitmproxy's --set parses no float options.",
         )  # fmt: skip
 
     def configure(self, updated: set[str]) -> None:
@@ -179,8 +191,7 @@ class SinchSmsExporter:
             raise exceptions.OptionsError("sinch_code_cap must be 0 or more")
         if not 0 <= opts.sinch_metrics_port <= 65535:
             raise exceptions.OptionsError(f"sinch_metrics_port {opts.sinch_metrics_port} is not a port")
-        if opts.sinch_upstream_timeout < 0:
-            raise exceptions.OptionsError("sinch_upstream_timeout must be 0 (off) or more seconds")
+        upstream_timeout = _parsed("sinch_upstream_timeout", parse_timeout, opts.sinch_upstream_timeout)
         buckets = _parsed("sinch_latency_buckets", parse_buckets, opts.sinch_latency_buckets)
         regions = _parsed("sinch_regions", parse_region_map, opts.sinch_regions)
         counted_hosts = _parsed(
@@ -192,7 +203,7 @@ class SinchSmsExporter:
         self._configured_regions = regions
         self._region_cache.clear()
         self._counted_hosts = counted_hosts
-        self.deadline.timeout = opts.sinch_upstream_timeout
+        self.deadline.timeout = upstream_timeout
         if self.metrics is None or updated & {"sinch_latency_buckets", "sinch_code_cap", "sinch_regions"}:
             self.metrics = Metrics(
                 buckets=buckets,

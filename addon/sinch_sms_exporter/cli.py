@@ -319,7 +319,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         "sinch_body_limit": args.body_limit,
         "sinch_code_cap": args.code_cap,
         "sinch_latency_buckets": args.latency_buckets,
-        "sinch_upstream_timeout": args.upstream_timeout,
+        "sinch_upstream_timeout": f"{args.upstream_timeout:g}",
     }
     if args.upstream_ca:
         settings["ssl_verify_upstream_trusted_ca"] = str(Path(args.upstream_ca).expanduser())
