@@ -676,6 +676,7 @@ def test_panel_values_are_what_the_traffic_made(stack) -> None:
 
     # The client aborts came from the generator's mix too, not only from the opening round.
     assert all(o["client abort"] == traffic.ABANDONED for o in stack["opening"].values())
+    assert all(o["unknown path"] == "404" for o in stack["opening"].values())  # the API's answer to a typo
     assert all(g.tally.snapshot().get(traffic.ABANDONED, 0) > 0 for g in stack["generators"].values())
 
 

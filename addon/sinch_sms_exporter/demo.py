@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import signal
 import sys
 import tempfile
@@ -48,23 +47,25 @@ def opening_round(proxy_url: str, plan: str = PLAN) -> dict[str, str]:
     traffic.ABANDONED)."""
     got = {answer: traffic.send_one(proxy_url, plan, answer) for answer in OPENING_ANSWERS}
     got["client abort"] = traffic.abandon_one(proxy_url, plan)
-    got["unknown path"] = _unknown_path(proxy_url, plan)
+    # A typo in a service's client: a path the API does not have, a 404 with no body.
+    got["unknown path"] = traffic.send_one(proxy_url, plan, None, endpoint="batchs")
     return got
 
 
-def _unknown_path(proxy_url: str, plan: str) -> str:
-    """One GET to a path the API does not have (a typo in a service's client): a 404, no body."""
-    port = int(proxy_url.rsplit(":", 1)[1])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", f"/xms/v1/{plan}/batchs", headers={"Authorization": f"Bearer {traffic.FAKE_TOKEN}"})
-        response = conn.getresponse()
-        response.read()
-        return str(response.status)
-    except (OSError, http.client.HTTPException):
-        return "error"
-    finally:
-        conn.close()
+def simulator_command(port: int, seed: int | None = None) -> list[str]:
+    """The demo's simulator, as a command line."""
+    seeded = ["--seed", str(seed)] if seed is not None else []
+    return [sys.executable, "-m", "sinch_sms_exporter.simulator", "--port", str(port), *SIMULATOR_ARGS, *seeded]
+
+
+def proxy_command(simulator_port: int, listen_port: int, metrics_port: int, *extra: str) -> list[str]:
+    """The demo's proxy in front of the simulator (region us), as a command line."""
+    return [
+        sys.executable, "-m", "sinch_sms_exporter.cli",
+        "--upstream", f"http://127.0.0.1:{simulator_port}", "--region", "us",
+        "--listen-port", str(listen_port), "--metrics-port", str(metrics_port),
+        *PROXY_ARGS, *extra,
+    ]  # fmt: skip
 
 
 def generator(proxy_url: str, rate: float = RATE, plan: str = PLAN, seed: int | None = None) -> traffic.Generator:
@@ -113,7 +114,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     proxy_url = f"http://127.0.0.1:{args.listen_port}"
     metrics_url = f"http://127.0.0.1:{args.metrics_port}/metrics"
-    python = sys.executable
     workdir = Path(tempfile.mkdtemp(prefix="sinch-demo-"))
     steady: traffic.Generator | None = None
 
@@ -129,37 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, stop)
     try:
         with (
-            child(
-                "simulator",
-                [
-                    python,
-                    "-m",
-                    "sinch_sms_exporter.simulator",
-                    "--port",
-                    str(args.simulator_port),
-                    *SIMULATOR_ARGS,
-                    *(["--seed", str(args.seed)] if args.seed is not None else []),
-                ],
-                workdir,
-            ) as sim,
-            child(
-                "proxy",
-                [
-                    python,
-                    "-m",
-                    "sinch_sms_exporter.cli",
-                    "--upstream",
-                    f"http://127.0.0.1:{args.simulator_port}",
-                    "--region",
-                    "us",
-                    "--listen-port",
-                    str(args.listen_port),
-                    "--metrics-port",
-                    str(args.metrics_port),
-                    *PROXY_ARGS,
-                ],
-                workdir,
-            ) as proxy,
+            child("simulator", simulator_command(args.simulator_port, args.seed), workdir) as sim,
+            child("proxy", proxy_command(args.simulator_port, args.listen_port, args.metrics_port), workdir) as proxy,
         ):
             wait_ready(sim, port=args.simulator_port)
             wait_ready(proxy, url=f"http://127.0.0.1:{args.metrics_port}/healthz")

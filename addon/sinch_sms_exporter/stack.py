@@ -227,47 +227,16 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
         with open(workdir / "alertmanager.yml", "w") as out:
             yaml.dump(alertmanager_config(repo, pager_url), out)
 
-    python = sys.executable
     proxy_url = f"http://127.0.0.1:{args.listen_port}"
     with contextlib.ExitStack() as stack:
-        sim = stack.enter_context(
-            child(
-                "simulator",
-                [
-                    python,
-                    "-m",
-                    "sinch_sms_exporter.simulator",
-                    "--port",
-                    str(args.simulator_port),
-                    *demo.SIMULATOR_ARGS,
-                ],
-                workdir,
-            )
+        sim = stack.enter_context(child("simulator", demo.simulator_command(args.simulator_port), workdir))
+        proxy_command = demo.proxy_command(
+            args.simulator_port,
+            args.listen_port,
+            args.metrics_port,
+            *("--metrics-host", "127.0.0.1", "--confdir", str(workdir / "mitmproxy")),
         )
-        proxy = stack.enter_context(
-            child(
-                "proxy",
-                [
-                    python,
-                    "-m",
-                    "sinch_sms_exporter.cli",
-                    "--upstream",
-                    f"http://127.0.0.1:{args.simulator_port}",
-                    "--region",
-                    "us",
-                    "--listen-port",
-                    str(args.listen_port),
-                    "--metrics-host",
-                    "127.0.0.1",
-                    "--metrics-port",
-                    str(args.metrics_port),
-                    "--confdir",
-                    str(workdir / "mitmproxy"),
-                    *demo.PROXY_ARGS,
-                ],
-                workdir,
-            )
-        )
+        proxy = stack.enter_context(child("proxy", proxy_command, workdir))
         children = [sim, proxy]
         if alertmanager:
             stack.enter_context(Pager(args.pager_port, workdir / "pages.jsonl", echo))

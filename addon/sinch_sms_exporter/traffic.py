@@ -94,18 +94,17 @@ class Tally:
             return dict(sorted(self.counts.items()))
 
 
-def send_one(target: str, plan: str, sim: str, timeout: float = 35.0) -> str:
-    """Send one `POST /batches` whose answer is forced to `sim`; the status, or "error"."""
+def send_one(target: str, plan: str, sim: str | None, timeout: float = 35.0, endpoint: str = "batches") -> str:
+    """Send one `POST /xms/v1/{plan}/{endpoint}` (a batch), its answer forced to `sim` (None:
+    the upstream's choice); the status, or "error"."""
     parts = urlsplit(target)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
     body = json.dumps(_batch(random.Random(0))).encode()
-    headers = {
-        "Authorization": f"Bearer {FAKE_TOKEN}",
-        "Content-Type": "application/json",
-        "X-Sinch-Sim": sim,
-    }
+    headers = {"Authorization": f"Bearer {FAKE_TOKEN}", "Content-Type": "application/json"}
+    if sim is not None:
+        headers["X-Sinch-Sim"] = sim
     try:
-        conn.request("POST", f"/xms/v1/{plan}/batches", body, headers)
+        conn.request("POST", f"/xms/v1/{plan}/{endpoint}", body, headers)
         response = conn.getresponse()
         response.read()
         return str(response.status)
