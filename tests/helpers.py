@@ -239,12 +239,9 @@ class PrometheusQueryError(RuntimeError):
     """The Prometheus HTTP API refused a query (bad PromQL, unknown function, …)."""
 
 
-def prom_query(port: int, expr: str, at: float | None = None, host: str = "127.0.0.1") -> dict:
-    """Run an instant query through the HTTP API (/api/v1/query); returns its `data`
-    ({"resultType": …, "result": […]}) or raises PrometheusQueryError with Prometheus's message."""
-    form = {"query": expr, **({"time": str(at)} if at is not None else {})}
+def _prom_api(port: int, endpoint: str, form: dict[str, str], host: str) -> dict:
     request = urllib.request.Request(
-        f"http://{host}:{port}/api/v1/query", data=urllib.parse.urlencode(form).encode(), method="POST"
+        f"http://{host}:{port}/api/v1/{endpoint}", data=urllib.parse.urlencode(form).encode(), method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -252,8 +249,21 @@ def prom_query(port: int, expr: str, at: float | None = None, host: str = "127.0
     except urllib.error.HTTPError as exc:
         answer = json.loads(exc.read() or b"{}")
     if answer.get("status") != "success":
-        raise PrometheusQueryError(f"{answer.get('errorType')}: {answer.get('error')} (query: {expr})")
+        raise PrometheusQueryError(f"{answer.get('errorType')}: {answer.get('error')} ({endpoint}: {form['query']})")
     return answer["data"]
+
+
+def prom_query(port: int, expr: str, at: float | None = None, host: str = "127.0.0.1") -> dict:
+    """Run an instant query through the HTTP API (/api/v1/query); returns its `data`
+    ({"resultType": …, "result": […]}) or raises PrometheusQueryError with Prometheus's message."""
+    return _prom_api(port, "query", {"query": expr, **({"time": str(at)} if at is not None else {})}, host)
+
+
+def prom_range(port: int, expr: str, start: float, end: float, step: float, host: str = "127.0.0.1") -> dict:
+    """What a Grafana time series panel asks: /api/v1/query_range; its `data`, or raises
+    PrometheusQueryError."""
+    form = {"query": expr, "start": str(start), "end": str(end), "step": str(step)}
+    return _prom_api(port, "query_range", form, host)
 
 
 def wait_until(check, timeout: float = 30.0, interval: float = 0.25, what: str = "condition"):

@@ -28,6 +28,7 @@ from helpers import (
     REPO,
     free_port,
     prom_query,
+    prom_range,
     running,
     scrape,
     start_prometheus,
@@ -517,22 +518,6 @@ scrape_configs:
                     g.stop.set()
                 for thread in threads:
                     thread.join(10)
-
-
-def prom_range(port: int, expr: str, start: float, end: float, step: float) -> dict:
-    """What a time series panel asks: /api/v1/query_range; returns `data` or raises."""
-    form = {"query": expr, "start": str(start), "end": str(end), "step": str(step)}
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v1/query_range", data=urllib.parse.urlencode(form).encode(), method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer = json.load(response)
-    except urllib.error.HTTPError as exc:
-        answer = json.loads(exc.read() or b"{}")
-    if answer.get("status") != "success":
-        raise AssertionError(f"{answer.get('errorType')}: {answer.get('error')} (range query: {expr})")
-    return answer["data"]
 
 
 def fillings(stack: dict) -> dict[str, dict[str, str | list[str]]]:
