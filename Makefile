@@ -6,7 +6,7 @@ TOOLS  := .tools/bin
 PY_SPY_VERSION := 0.4.3
 STAMP  := $(VENV)/.installed
 
-.PHONY: help run demo stack test test-fast test-mitmproxy12 lint format bench system-deps tools clean
+.PHONY: help run demo stack test test-fast test-mitmproxy12 bench-mitmproxy12 lint format bench system-deps tools clean
 
 help:
 	@echo "make run    - the proxy in front of https://us.sms.api.sinch.com (127.0.0.1:8080, metrics :19880)"
@@ -15,7 +15,7 @@ help:
 	@echo "make test   - everything CI runs (installs Debian's prometheus if missing and root)"
 	@echo "make lint   - ruff check and format check"
 	@echo "make test-mitmproxy12 - the suite on Python 3.12 + mitmproxy 12, where a python3.12 exists"
-	@echo "make bench  - throughput/latency/CPU/RSS table (hey, nginx-light)"
+	@echo "make bench  - throughput/latency/CPU/RSS table (hey, nginx-light); make bench-mitmproxy12 on Python 3.12"
 
 # Debian's own python3 has no venv module until python3-venv is installed: as root, install it.
 $(STAMP): pyproject.toml
@@ -68,15 +68,24 @@ test-fast: $(STAMP)
 PYTHON312 ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python; do \
 	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v $$p; break; }; done)
 VENV312 := .venv312
-test-mitmproxy12: system-deps tools
-	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 suite skipped"; exit 0; fi
+$(VENV312)/.installed: pyproject.toml deploy/docker/requirements.txt
 	$(PYTHON312) -m venv $(VENV312)
 	$(VENV312)/bin/pip install --quiet --upgrade pip
 	$(VENV312)/bin/pip install --quiet --require-hashes -r deploy/docker/requirements.txt
 	$(VENV312)/bin/pip install --quiet -e '.[test]'   # already satisfied by the pins: only test tools are added
 	$(VENV312)/bin/pip check
 	$(VENV312)/bin/python -c "import mitmproxy.version as v, sys; print('Python', sys.version.split()[0], 'mitmproxy', v.VERSION)"
+	touch $@
+
+test-mitmproxy12: system-deps tools
+	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 suite skipped"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(VENV312)/.installed && \
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(VENV312)/bin/pytest $(PYTEST_ARGS)
+
+# make bench on the image's runtime: both proxies from the Python 3.12 + mitmproxy 12 venv.
+bench-mitmproxy12: system-deps $(TOOLS)/py-spy
+	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 benchmark skipped"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(VENV312)/.installed && $(VENV312)/bin/python bench/run.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check addon tests bench

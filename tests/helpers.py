@@ -10,11 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,6 +265,16 @@ def prom_range(port: int, expr: str, start: float, end: float, step: float, host
     PrometheusQueryError."""
     form = {"query": expr, "start": str(start), "end": str(end), "step": str(step)}
     return _prom_api(port, "query_range", form, host)
+
+
+def run_in_threads(target: Callable[..., object], args_list: Sequence[tuple]) -> None:
+    """`target(*args)` for every args, each on a thread of its own, all at once; returns when
+    all have ended (concurrent clients: what target records is the caller's to check)."""
+    threads = [threading.Thread(target=target, args=args) for args in args_list]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def wait_until(check, timeout: float = 30.0, interval: float = 0.25, what: str = "condition"):

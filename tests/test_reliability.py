@@ -32,6 +32,7 @@ from helpers import (
     Process,
     free_port,
     http,
+    run_in_threads,
     running,
     scrape,
     start_proxy,
@@ -272,11 +273,7 @@ def test_a_slow_answer_does_not_hold_up_other_requests(tmp_path) -> None:
                     for _ in range(10):
                         fast.append(http("GET", f"http://127.0.0.1:{port}{PLAN}/batches/fast", timeout=30)[0])
 
-                clients = [threading.Thread(target=fast_client) for _ in range(4)]
-                for client in clients:
-                    client.start()
-                for client in clients:
-                    client.join()
+                run_in_threads(fast_client, [()] * 4)
                 assert fast == [200] * 40
                 assert not slow_result  # all 40 were answered while the slow one was pending
             finally:
@@ -316,11 +313,7 @@ def test_many_slow_answers_are_waited_for_in_parallel(tmp_path) -> None:
             def one() -> None:
                 statuses.append(http("POST", f"http://127.0.0.1:{port}{PLAN}/batches/together", b"{}", timeout=90)[0])
 
-            threads = [threading.Thread(target=one) for _ in range(16)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            run_in_threads(one, [()] * 16)
             assert statuses == [201] * 16
             assert total(scrape(proxy.ports["metrics"]), "sinch_sms_responses_total", status="201") == 16
     finally:
@@ -404,11 +397,7 @@ def test_every_answer_is_counted_exactly_under_concurrency(tmp_path) -> None:
         running(start_simulator(tmp_path)) as sim,
         running(start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}")) as proxy,
     ):
-        threads = [threading.Thread(target=client, args=(seed, proxy.ports["listen"])) for seed in range(CLIENTS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_in_threads(client, [(seed, proxy.ports["listen"]) for seed in range(CLIENTS)])
         assert not failures, failures[:3]
         samples = scrape(proxy.ports["metrics"])
 

@@ -18,7 +18,6 @@ from typing import Any
 from mitmproxy import addonmanager, exceptions, hooks, master, options
 from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, proxyserver, termlog, tlsconfig
 
-from sinch_sms_exporter import logredact
 from sinch_sms_exporter.addon import SinchSmsExporter, proxy_listener_problems
 
 
@@ -144,7 +143,6 @@ def _quiet_libraries(verbosity: str) -> None:
 async def _serve(settings: Mapping[str, Any]) -> None:
     _quiet_libraries(settings.get("termlog_verbosity", "info"))
     sidecar = SidecarMaster(options.Options())
-    logredact.install()  # the terminal log handler exists now: no traffic bytes through it
     sidecar.options.update(**settings)
 
     loop = asyncio.get_running_loop()

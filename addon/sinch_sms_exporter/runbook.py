@@ -131,12 +131,12 @@ OTHER_STATUSES: dict[int, tuple[str, str]] = {
     510: ("Not Extended", "The server wants extensions to the request."),
     511: ("Network Authentication Required", "A captive portal or egress gateway wants a login."),
 }
-_OTHER_4XX_TODO = (
+_OTHER_4XX_ADVICE = (
     "A client error the Sinch SMS API does not document: Sinch (or something on the way) refused what "
     "the service sent. Look at the answer's body, and at what changed in how the service builds "
     "requests or in the network path to Sinch."
 )
-_OTHER_5XX_TODO = (
+_OTHER_5XX_ADVICE = (
     "Retry with backoff. Check https://status.sinch.com; if an egress proxy or gateway sits between "
     "the proxy and Sinch, check its logs; if the 5xx persist, contact your Sinch account manager."
 )
@@ -393,12 +393,12 @@ def _other_statuses_section() -> list[str]:
     for status in (502, 504):
         reason, meaning = OTHER_STATUSES[status]
         lines += [_heading(3, f"status-{status}", f"{status} {reason}"), ""]
-        lines += [f"**What it means:** {meaning}", "", f"**What to do:** {_OTHER_5XX_TODO}", ""]
+        lines += [f"**What it means:** {meaning}", "", f"**What to do:** {_OTHER_5XX_ADVICE}", ""]
         lines += [f"**Alert:** {_alert_ref(_other_status_alert(status))}.", ""]
     lines += [
         _heading(3, "status-other", "The others"),
         "",
-        f"**What to do** for a 4xx: {_OTHER_4XX_TODO} For a 5xx: {_OTHER_5XX_TODO}",
+        f"**What to do** for a 4xx: {_OTHER_4XX_ADVICE} For a 5xx: {_OTHER_5XX_ADVICE}",
         "",
         "| status | what it usually means | alert |",
         "| --- | --- | --- |",

@@ -94,13 +94,18 @@ class Tally:
             return dict(sorted(self.counts.items()))
 
 
+def _batch_request() -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one "send a batch" call, as the service would send it."""
+    body = json.dumps(_batch(random.Random(0))).encode()
+    return body, {"Authorization": f"Bearer {FAKE_TOKEN}", "Content-Type": "application/json"}
+
+
 def send_one(target: str, plan: str, sim: str | None, timeout: float = 35.0, endpoint: str = "batches") -> str:
     """Send one `POST /xms/v1/{plan}/{endpoint}` (a batch), its answer forced to `sim` (None:
     the upstream's choice); the status, or "error"."""
     parts = urlsplit(target)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
-    body = json.dumps(_batch(random.Random(0))).encode()
-    headers = {"Authorization": f"Bearer {FAKE_TOKEN}", "Content-Type": "application/json"}
+    body, headers = _batch_request()
     if sim is not None:
         headers["X-Sinch-Sim"] = sim
     try:
@@ -134,8 +139,7 @@ def abandon(host: str, port: int, method: str, path: str, body: bytes | None, he
 def abandon_one(target: str, plan: str) -> str:
     """One `POST /batches` the client abandons before its slow answer (a client abort)."""
     parts = urlsplit(target)
-    body = json.dumps(_batch(random.Random(0))).encode()
-    headers = {"Authorization": f"Bearer {FAKE_TOKEN}", "Content-Type": "application/json"}
+    body, headers = _batch_request()
     return abandon(parts.hostname or "127.0.0.1", parts.port or 80, "POST", f"/xms/v1/{plan}/batches", body, headers)
 
 
