@@ -7,6 +7,7 @@ shortcut to its reference over ordinary and odd inputs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -97,6 +98,9 @@ ODD_BODIES = [
     b'{"codes":"x","coder":"y"}',
     b"<html>403 Forbidden</html>",
     b'["code"]',
+    b'{"code":"blocked_\xff"}',  # not UTF-8
+    b'{"code":"\\ud800"}',  # a lone surrogate, escaped: json keeps it
+    "\ufeff".encode("utf-16-le") + '{"code":"x"}'.encode("utf-16-le"),
     b"",
 ]
 
@@ -122,3 +126,31 @@ _JSON = st.recursive(
 def test_code_of_json_equals_a_full_parse(document, encoding: str, ascii_only: bool) -> None:
     body = json.dumps(document, ensure_ascii=ascii_only).encode(encoding, "surrogatepass")
     assert classify.code_of_json(body) == _code_by_full_parse(body)
+
+
+def test_code_memo_answers_as_a_parse_and_keeps_no_body() -> None:
+    classify._memo.clear()
+    for _ in range(3):  # cold, then from the memo
+        for body in ODD_BODIES:
+            assert classify.code_of_json(body) == _code_by_full_parse(body), body
+    digests = {hashlib.blake2b(body, digest_size=16).digest() for body in ODD_BODIES}
+    assert classify._memo and set(classify._memo) <= digests  # remembered by digest only
+    for key, code in classify._memo.items():
+        assert len(key) == 16  # a digest, not the body (a `text` may quote a phone number)
+        assert code in (
+            classify.NO_CODE,
+            classify.OTHER,
+            "blocked_account",
+            "syntax_invalid_json",
+            "unknown_group",
+            "x",
+        )
+
+
+def test_code_memo_stops_growing_at_its_size() -> None:
+    classify._memo.clear()
+    for i in range(classify._MEMO_SIZE * 2):
+        assert classify.code_of_json(f'{{"code":"novel_{i}"}}'.encode()) == f"novel_{i}"
+    assert len(classify._memo) == classify._MEMO_SIZE
+    # Past the size, bodies are still parsed, right, every time.
+    assert classify.code_of_json(b'{"code":"after_the_cap"}') == "after_the_cap"
