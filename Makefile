@@ -36,11 +36,11 @@ run: $(STAMP)
 	$(BIN)/sinch-sms-proxy $(ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m sinch_sms_exporter.demo $(ARGS)
+	$(BIN)/python -m tools.demo $(ARGS)
 
-# The docker-compose topology without Docker (sinch_sms_exporter.stack; docs/deploy.md).
+# The docker-compose topology without Docker (tools.stack; docs/deploy.md).
 stack: $(STAMP) system-deps
-	$(BIN)/python -m sinch_sms_exporter.stack $(ARGS)
+	$(BIN)/python -m tools.stack $(ARGS)
 
 # Debian packages the tests drive for real (promtool/prometheus, alertmanager, hey, nginx).
 system-deps:

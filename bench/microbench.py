@@ -23,7 +23,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
 import upstream
-from sinch_sms_exporter.addon import SinchSmsExporter
+from sinch_sms_exporter.mitm.addon import SinchSmsExporter
 
 REPEATS = 7
 

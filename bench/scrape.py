@@ -80,7 +80,7 @@ def summary(result: ScrapeResult) -> str:
 
 
 def _answers() -> list[str]:
-    from sinch_sms_exporter import simulator
+    from sinch_sms_exporter.sim import simulator
 
     return [*simulator.CATALOG_ANSWERS, *(f"novel:novel_code_{i:02d}" for i in range(NOVEL_CODES))]
 
@@ -163,7 +163,7 @@ def _series(body: bytes) -> dict[str, set[tuple[str, ...]]]:
 def check_series(body: bytes, expected_responses: int) -> list[str]:
     """What the phase claims to have made: every reason and an abort on every route, and one
     response series per route and answer. [] when all are there."""
-    from sinch_sms_exporter import routes as sinch_routes
+    from sinch_sms_exporter.classify import routes as sinch_routes
 
     series = _series(body)
     problems = []

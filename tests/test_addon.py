@@ -20,11 +20,12 @@ from prometheus_client import REGISTRY  # noqa: TID251 - only to prove it stays 
 
 from flows import sinch_flow
 from helpers import free_port, http
-from sinch_sms_exporter import catalog
-from sinch_sms_exporter.addon import SinchSmsExporter
-from sinch_sms_exporter.classify import BodyTap, Outcome
+from sinch_sms_exporter.classify.responses import BodyTap
+from sinch_sms_exporter.contract import catalog
+from sinch_sms_exporter.contract.outcomes import Outcome
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import Metrics
+from sinch_sms_exporter.mitm.addon import SinchSmsExporter
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from helpers import REPO, system_tool
-from sinch_sms_exporter.classify import Outcome
+from sinch_sms_exporter.contract.outcomes import Outcome
 from sinch_sms_exporter.metrics import Metrics
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -386,7 +386,7 @@ def test_counts_read_the_responses_by_status_and_code_from_a_real_exposition() -
 
 
 def _full_set(skip_reason: str | None = None, skip_abort: bool = False) -> bytes:
-    from sinch_sms_exporter import routes
+    from sinch_sms_exporter.classify import routes
 
     metrics = Metrics()
     for path, method in scrape.ROUTES:

@@ -8,10 +8,12 @@ import json
 import pytest
 
 from flows import ENCODERS, sinch_flow
-from sinch_sms_exporter import catalog, classify, decoding
-from sinch_sms_exporter.classify import NO_CODE, OTHER, BodyTap
+from sinch_sms_exporter.classify import decoding, responses
+from sinch_sms_exporter.classify.responses import BodyTap
+from sinch_sms_exporter.contract import catalog
+from sinch_sms_exporter.contract.labels import NO_CODE, OTHER
 
-LIMIT = classify.DEFAULT_BODY_LIMIT
+LIMIT = responses.DEFAULT_BODY_LIMIT
 
 
 def error_body(code: str, text: str = "some text") -> bytes:
@@ -27,7 +29,7 @@ def test_every_catalog_code_in_every_encoding(info: catalog.CodeInfo, encoding: 
     headers = {"content-type": "application/json"}
     if encoding:
         headers["content-encoding"] = encoding
-    outcome = classify.classify(sinch_flow(info.status, body, headers), "us", LIMIT)
+    outcome = responses.classify(sinch_flow(info.status, body, headers), "us", LIMIT)
     assert outcome.status == info.status
     assert outcome.code == info.code
 
@@ -36,7 +38,7 @@ def test_every_catalog_code_in_every_encoding(info: catalog.CodeInfo, encoding: 
 def test_every_catalog_status_without_a_code(info: catalog.StatusInfo) -> None:
     # As the API sends them: 404 has no body, the others a plain text or resource body.
     body = b"" if info.body == "none" else b'{"id": "01FC66621XXXXX"}' if info.body == "resource" else b"Forbidden"
-    outcome = classify.classify(sinch_flow(info.status, body), "eu", LIMIT)
+    outcome = responses.classify(sinch_flow(info.status, body), "eu", LIMIT)
     assert outcome == (
         "eu",
         "batches",
@@ -89,38 +91,38 @@ def test_every_catalog_status_without_a_code(info: catalog.StatusInfo) -> None:
     ],
 )
 def test_code_of_bodies(body: bytes, code: str) -> None:
-    assert classify.code_of(body, "", LIMIT) == code
+    assert responses.code_of(body, "", LIMIT) == code
 
 
 def test_utf16_json_is_understood() -> None:
     # json.loads detects UTF-16/32 from the bytes; a code in such a body still counts.
-    assert classify.code_of('{"code": "blocked_account"}'.encode("utf-16"), "", LIMIT) == "blocked_account"
+    assert responses.code_of('{"code": "blocked_account"}'.encode("utf-16"), "", LIMIT) == "blocked_account"
 
 
 def test_duplicate_keys_take_the_last_like_every_json_parser() -> None:
-    assert classify.code_of(b'{"code": "a_one", "code": "b_two"}', "", LIMIT) == "b_two"
+    assert responses.code_of(b'{"code": "a_one", "code": "b_two"}', "", LIMIT) == "b_two"
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", "text/html", "", "application/xml"])
 def test_content_type_is_ignored(content_type: str) -> None:
     headers = {"content-type": content_type} if content_type else {}
     flow = sinch_flow(403, error_body("missing_callback_url"), headers)
-    assert classify.classify(flow, "us", LIMIT).code == "missing_callback_url"
+    assert responses.classify(flow, "us", LIMIT).code == "missing_callback_url"
 
 
 def test_success_bodies_are_never_parsed() -> None:
     # A 200 whose body looks like an error still carries no code: only status >= 400 is read.
     flow = sinch_flow(200, error_body("blocked_account"))
-    assert classify.classify(flow, "us", LIMIT).code == NO_CODE
+    assert responses.classify(flow, "us", LIMIT).code == NO_CODE
 
 
 def test_size_limit_applies_before_and_after_decoding() -> None:
     body = json.dumps({"code": "blocked_account", "text": "x" * 2000}).encode()
-    assert classify.code_of(body, "", 4096) == "blocked_account"
-    assert classify.code_of(body, "", 1000) == NO_CODE  # raw over the limit
+    assert responses.code_of(body, "", 4096) == "blocked_account"
+    assert responses.code_of(body, "", 1000) == NO_CODE  # raw over the limit
     bomb = gzip.compress(json.dumps({"code": "blocked_account", "pad": " " * 10_000_000}).encode())
     assert len(bomb) < 20_000
-    assert classify.code_of(bomb, "gzip", LIMIT) == NO_CODE  # decodes past the limit
+    assert responses.code_of(bomb, "gzip", LIMIT) == NO_CODE  # decodes past the limit
 
 
 @pytest.mark.parametrize("encoding", list(ENCODERS))
@@ -128,7 +130,7 @@ def test_decompression_bombs_stop_at_the_limit(encoding: str) -> None:
     bomb = ENCODERS[encoding](b'{"code": "blocked_account", "pad": "' + b" " * 50_000_000 + b'"}')
     with pytest.raises(decoding.TooLarge):
         decoding.decode(bomb, encoding, LIMIT)
-    assert classify.code_of(bomb, encoding, LIMIT) == NO_CODE
+    assert responses.code_of(bomb, encoding, LIMIT) == NO_CODE
 
 
 @pytest.mark.parametrize(
@@ -143,16 +145,16 @@ def test_decompression_bombs_stop_at_the_limit(encoding: str) -> None:
     ],
 )
 def test_undecodable_bodies_carry_no_code(raw: bytes, encoding: str) -> None:
-    assert classify.code_of(raw, encoding, LIMIT) == NO_CODE
+    assert responses.code_of(raw, encoding, LIMIT) == NO_CODE
 
 
 def test_stacked_encodings_are_undone_last_first() -> None:
     raw = ENCODERS["br"](ENCODERS["gzip"](error_body("unknown_group")))
-    assert classify.code_of(raw, "gzip, br", LIMIT) == "unknown_group"
+    assert responses.code_of(raw, "gzip, br", LIMIT) == "unknown_group"
 
 
 def test_identity_encoding_is_accepted_in_any_case() -> None:
-    assert classify.code_of(error_body("unknown_group"), "Identity", LIMIT) == "unknown_group"
+    assert responses.code_of(error_body("unknown_group"), "Identity", LIMIT) == "unknown_group"
 
 
 class TestStreamPolicy:
@@ -166,22 +168,22 @@ class TestStreamPolicy:
         return flow.response
 
     def test_small_known_bodies_are_buffered(self) -> None:
-        assert classify.stream_for(self._response(200, {"content-length": "300"}), LIMIT) is False
-        assert classify.stream_for(self._response(403, {"content-length": "70"}), LIMIT) is False
+        assert responses.stream_for(self._response(200, {"content-length": "300"}), LIMIT) is False
+        assert responses.stream_for(self._response(403, {"content-length": "70"}), LIMIT) is False
 
     def test_big_or_open_success_bodies_are_streamed(self) -> None:
-        assert classify.stream_for(self._response(200, {"content-length": str(LIMIT + 1)}), LIMIT) is True
-        assert classify.stream_for(self._response(200, {"transfer-encoding": "chunked"}), LIMIT) is True
+        assert responses.stream_for(self._response(200, {"content-length": str(LIMIT + 1)}), LIMIT) is True
+        assert responses.stream_for(self._response(200, {"transfer-encoding": "chunked"}), LIMIT) is True
 
     def test_big_error_bodies_are_streamed_without_parsing(self) -> None:
-        assert classify.stream_for(self._response(403, {"content-length": str(10 * LIMIT)}), LIMIT) is True
+        assert responses.stream_for(self._response(403, {"content-length": str(10 * LIMIT)}), LIMIT) is True
 
     def test_error_bodies_of_unknown_size_go_through_a_tap(self) -> None:
-        tap = classify.stream_for(self._response(403, {"transfer-encoding": "chunked"}), LIMIT)
+        tap = responses.stream_for(self._response(403, {"transfer-encoding": "chunked"}), LIMIT)
         assert isinstance(tap, BodyTap)
 
     def test_bad_content_length_is_treated_as_unknown(self) -> None:
-        assert isinstance(classify.stream_for(self._response(500, {"content-length": "abc"}), LIMIT), BodyTap)
+        assert isinstance(responses.stream_for(self._response(500, {"content-length": "abc"}), LIMIT), BodyTap)
 
 
 def test_body_tap_passes_chunks_through_and_keeps_a_prefix() -> None:
@@ -201,15 +203,15 @@ def test_tapped_error_bodies_are_classified() -> None:
     flow.response.stream = tap
     for chunk in (b'{"code": "illegal', b'_number_type", "text": "x"}'):
         tap(chunk)
-    assert classify.classify(flow, "us", LIMIT).code == "illegal_number_type"
+    assert responses.classify(flow, "us", LIMIT).code == "illegal_number_type"
     tap(b" " * LIMIT)
-    assert classify.classify(flow, "us", LIMIT).code == NO_CODE
+    assert responses.classify(flow, "us", LIMIT).code == NO_CODE
 
 
 def test_streamed_big_error_bodies_carry_no_code() -> None:
     flow = sinch_flow(403, b"", {"content-length": str(10 * LIMIT)})
     flow.response.stream = True
-    assert classify.classify(flow, "us", LIMIT).code == NO_CODE
+    assert responses.classify(flow, "us", LIMIT).code == NO_CODE
 
 
 def test_outcome_labels_never_carry_the_path_or_method_verbatim() -> None:
@@ -219,6 +221,6 @@ def test_outcome_labels_never_carry_the_path_or_method_verbatim() -> None:
         path="/xms/v1/PLAN123/batches/01FC/delivery_report/+15551231234?token=secret",
         method="PROPFIND",
     )
-    outcome = classify.classify(flow, "us", LIMIT)
+    outcome = responses.classify(flow, "us", LIMIT)
     assert outcome.endpoint == "batches/{batch_id}/delivery_report/{recipient}"
     assert outcome.method == "other"

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ruamel.yaml import YAML
+from tools import stack
 
 from deploy_files import (
     COMPOSE,
@@ -26,7 +27,7 @@ from deploy_files import (
     project_version,
 )
 from helpers import REPO, system_tool
-from sinch_sms_exporter import cli, stack
+from sinch_sms_exporter import cli
 
 TOOLS_HINT = "make tools: the .tools virtualenv; make test puts .tools/bin on PATH"
 SINCH_IMAGE = "sinch-sms-exporter"
@@ -212,7 +213,7 @@ def test_proxy_settings_are_the_clis_and_the_demo_traffic_reaches_the_simulator(
     assert host == "proxy"
     (demo,) = [u for u in default if u.listen_port == int(port)]
     assert (demo.url, demo.region) == (f"http://simulator:{sim_port}", "demo")
-    assert traffic["entrypoint"] == ["python", "-m", "sinch_sms_exporter.traffic"]
+    assert traffic["entrypoint"] == ["python", "-m", "sinch_sms_exporter.sim.traffic"]
     assert simulator["entrypoint"] == ["sinch-sms-simulator"]
 
 

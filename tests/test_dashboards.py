@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
+from tools import demo
+from tools.generate import runbook
 
 from helpers import (
     REPO,
@@ -37,7 +39,8 @@ from helpers import (
     system_tool,
     wait_until,
 )
-from sinch_sms_exporter import catalog, demo, runbook, traffic
+from sinch_sms_exporter.contract import catalog
+from sinch_sms_exporter.sim import traffic
 
 DASHBOARDS = {p.name: json.loads(p.read_text()) for p in sorted((REPO / "dashboards").glob("*.json"))}
 OVERVIEW, DRILLDOWN = "sinch-sms-overview.json", "sinch-sms-drilldown.json"

@@ -1,4 +1,4 @@
-"""`make demo` as a user runs it: `python -m sinch_sms_exporter.demo`, a real process that starts
+"""`make demo` as a user runs it: `python -m tools.demo`, a real process that starts
 the simulator and the proxy, prints where to look, drives traffic, and stops cleanly."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class Demo:
     def __init__(self, tmp: Path, *args: str) -> None:
         self.ports = {name: free_port() for name in ("listen", "metrics", "simulator")}
         self.out = tmp / "demo.out"
-        argv = [sys.executable, "-m", "sinch_sms_exporter.demo", "--listen-port", str(self.ports["listen"]),
+        argv = [sys.executable, "-m", "tools.demo", "--listen-port", str(self.ports["listen"]),
                 "--metrics-port", str(self.ports["metrics"]), "--simulator-port", str(self.ports["simulator"]),
                 "--rate", "60", "--report-every", "1", "--seed", "5", *args]  # fmt: skip
         with open(self.out, "wb") as out:

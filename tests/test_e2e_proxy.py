@@ -32,7 +32,10 @@ from helpers import (
     wait_for_port,
     wait_until,
 )
-from sinch_sms_exporter import catalog, cli, routes, simulator
+from sinch_sms_exporter import cli
+from sinch_sms_exporter.contract import catalog
+from sinch_sms_exporter.contract.labels import ENDPOINT_TEMPLATES
+from sinch_sms_exporter.sim import simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -82,12 +85,12 @@ def test_every_catalog_answer_is_counted_exactly(proxy) -> None:
 
 def test_every_endpoint_template_gets_its_label(proxy) -> None:
     port = proxy.ports["listen"]
-    for template in routes.ENDPOINT_TEMPLATES:
+    for template in ENDPOINT_TEMPLATES:
         path = "/".join("01FC66621XXXXX" if s.startswith("{") else s for s in template.split("/"))
         http("GET", f"http://127.0.0.1:{port}{PLAN}/{path}?page=1", headers={"X-Sinch-Sim": "403:unknown_group"})
     http("GET", f"http://127.0.0.1:{port}/totally/else")
     samples = scrape(proxy.ports["metrics"])
-    for template in routes.ENDPOINT_TEMPLATES:
+    for template in ENDPOINT_TEMPLATES:
         assert total(samples, "sinch_sms_responses_total", endpoint=template, code="unknown_group") == 1
     assert total(samples, "sinch_sms_responses_total", endpoint="other", status="404") == 1
     for (_, labels), _ in samples.items():

@@ -10,7 +10,7 @@ from mitmproxy import exceptions, hooks, options
 from mitmproxy.proxy.layers.http import HttpResponseHook
 from mitmproxy.test import tflow
 
-from sinch_sms_exporter.proxy import HookIndex, SidecarMaster
+from sinch_sms_exporter.mitm.master import HookIndex, SidecarMaster
 
 
 class Recorder:

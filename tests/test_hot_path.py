@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy import http
 
-from sinch_sms_exporter import classify, routes
+from sinch_sms_exporter.classify import responses, routes
+from sinch_sms_exporter.contract import labels
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,7 @@ from sinch_sms_exporter import classify, routes
 def test_header_is_what_headers_get_gives(fields: list[tuple[bytes, bytes]]) -> None:
     response = http.Response.make(200, b"", http.Headers(fields))
     for name in ("content-length", "content-encoding", "content-type"):
-        assert classify.header(response, name.encode()) == response.headers.get(name), (fields, name)
+        assert responses.header(response, name.encode()) == response.headers.get(name), (fields, name)
 
 
 PATHS = [
@@ -80,11 +81,11 @@ def _code_by_full_parse(body: bytes) -> str:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
-        return classify.NO_CODE
+        return labels.NO_CODE
     code = document.get("code") if isinstance(document, dict) else None
     if not isinstance(code, str):
-        return classify.NO_CODE
-    return code if classify.CODE_RE.fullmatch(code) else classify.OTHER
+        return labels.NO_CODE
+    return code if labels.CODE_RE.fullmatch(code) else labels.OTHER
 
 
 ODD_BODIES = [
@@ -107,7 +108,7 @@ ODD_BODIES = [
 
 @pytest.mark.parametrize("body", ODD_BODIES)
 def test_code_of_json_skips_only_bodies_that_cannot_carry_a_code(body: bytes) -> None:
-    assert classify.code_of_json(body) == _code_by_full_parse(body)
+    assert responses.code_of_json(body) == _code_by_full_parse(body)
 
 
 _JSON = st.recursive(
@@ -125,21 +126,21 @@ _JSON = st.recursive(
 )
 def test_code_of_json_equals_a_full_parse(document, encoding: str, ascii_only: bool) -> None:
     body = json.dumps(document, ensure_ascii=ascii_only).encode(encoding, "surrogatepass")
-    assert classify.code_of_json(body) == _code_by_full_parse(body)
+    assert responses.code_of_json(body) == _code_by_full_parse(body)
 
 
 def test_code_memo_answers_as_a_parse_and_keeps_no_body() -> None:
-    classify._memo.clear()
+    responses._memo.clear()
     for _ in range(3):  # cold, then from the memo
         for body in ODD_BODIES:
-            assert classify.code_of_json(body) == _code_by_full_parse(body), body
+            assert responses.code_of_json(body) == _code_by_full_parse(body), body
     digests = {hashlib.blake2b(body, digest_size=16).digest() for body in ODD_BODIES}
-    assert classify._memo and set(classify._memo) <= digests  # remembered by digest only
-    for key, code in classify._memo.items():
+    assert responses._memo and set(responses._memo) <= digests  # remembered by digest only
+    for key, code in responses._memo.items():
         assert len(key) == 16  # a digest, not the body (a `text` may quote a phone number)
         assert code in (
-            classify.NO_CODE,
-            classify.OTHER,
+            labels.NO_CODE,
+            labels.OTHER,
             "blocked_account",
             "syntax_invalid_json",
             "unknown_group",
@@ -148,9 +149,9 @@ def test_code_memo_answers_as_a_parse_and_keeps_no_body() -> None:
 
 
 def test_code_memo_stops_growing_at_its_size() -> None:
-    classify._memo.clear()
-    for i in range(classify._MEMO_SIZE * 2):
-        assert classify.code_of_json(f'{{"code":"novel_{i}"}}'.encode()) == f"novel_{i}"
-    assert len(classify._memo) == classify._MEMO_SIZE
+    responses._memo.clear()
+    for i in range(responses._MEMO_SIZE * 2):
+        assert responses.code_of_json(f'{{"code":"novel_{i}"}}'.encode()) == f"novel_{i}"
+    assert len(responses._memo) == responses._MEMO_SIZE
     # Past the size, bodies are still parsed, right, every time.
-    assert classify.code_of_json(b'{"code":"after_the_cap"}') == "after_the_cap"
+    assert responses.code_of_json(b'{"code":"after_the_cap"}') == "after_the_cap"

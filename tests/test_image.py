@@ -34,7 +34,7 @@ from helpers import (
     wait_for_port,
 )
 from sinch_sms_exporter import cli
-from sinch_sms_exporter.addon import DEFAULT_METRICS_PORT
+from sinch_sms_exporter.mitm.addon import DEFAULT_METRICS_PORT
 
 
 def test_unwritable_confdir_is_one_line_not_a_traceback(tmp_path: Path) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
+from tools.generate import prometheusrule
 
 from deploy_files import KUBERNETES, alert_rules_job, final_stage, load_yaml, load_yaml_all, project_version
 from helpers import PROXY, REPO, free_port, http, running, start, system_tool, wait_for_port
-from sinch_sms_exporter import cli, prometheusrule
+from sinch_sms_exporter import cli
 
 
 def _one(kind: str) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def _effective_env() -> dict[str, str]:
 def test_prometheusrule_is_generated_from_the_rule_files_and_up_to_date() -> None:
     written = (REPO / prometheusrule.OUTPUT).read_text()
     assert written == prometheusrule.render(REPO), (
-        "deploy/kubernetes/prometheusrule.yaml is stale: run python -m sinch_sms_exporter.prometheusrule --write"
+        "deploy/kubernetes/prometheusrule.yaml is stale: run python -m tools.generate.prometheusrule --write"
     )
     resource = _one("PrometheusRule")
     assert resource["apiVersion"] == "monitoring.coreos.com/v1"

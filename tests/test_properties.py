@@ -21,11 +21,14 @@ from mitmproxy.flow import Error
 from mitmproxy.test import taddons
 
 from flows import sinch_flow
-from sinch_sms_exporter import catalog, classify, routes
-from sinch_sms_exporter.addon import SinchSmsExporter
-from sinch_sms_exporter.classify import NO_CODE, OTHER, BodyTap, Outcome
-from sinch_sms_exporter.metrics import DEFAULT_CODE_CAP, REGION_CAP, UPSTREAM_ERROR_REASONS, Metrics
-from sinch_sms_exporter.upstream_errors import upstream_error_reason
+from sinch_sms_exporter.classify import responses
+from sinch_sms_exporter.classify.responses import BodyTap
+from sinch_sms_exporter.classify.upstream_errors import upstream_error_reason
+from sinch_sms_exporter.contract import catalog, labels
+from sinch_sms_exporter.contract.labels import NO_CODE, OTHER, REGION_CAP, UPSTREAM_ERROR_REASONS
+from sinch_sms_exporter.contract.outcomes import Outcome
+from sinch_sms_exporter.metrics import DEFAULT_CODE_CAP, Metrics
+from sinch_sms_exporter.mitm.addon import SinchSmsExporter
 
 # The contract's regular expression, written out here rather than imported: the test checks
 # the classifier against the contract, not against itself.
@@ -99,7 +102,7 @@ encoding_headers = st.one_of(
 @PROPERTY
 @given(raw=st.binary(max_size=2 * LIMIT), encoding=encoding_headers, limit=st.integers(1, 2 * LIMIT))
 def test_arbitrary_bytes_never_raise_and_give_a_bounded_code(raw: bytes, encoding: str, limit: int) -> None:
-    code = classify.code_of(raw, encoding, limit)
+    code = responses.code_of(raw, encoding, limit)
     assert bounded(code)
     if len(raw) > limit:
         assert code == NO_CODE
@@ -114,7 +117,7 @@ def test_valid_encodings_of_any_json_follow_the_contract(document: object, encod
     raw = plain
     for encoding in encodings:
         raw = ENCODERS[encoding](raw)
-    code = classify.code_of(raw, ", ".join(encodings), LIMIT)
+    code = responses.code_of(raw, ", ".join(encodings), LIMIT)
     if len(plain) > LIMIT or len(raw) > LIMIT:
         assert code == NO_CODE
     else:
@@ -133,7 +136,7 @@ def test_truncated_encodings_carry_no_code(document: object, encoding: str, cut:
     plain = json.dumps(document).encode()
     raw = _raw_deflate(plain) if encoding == "deflate" and raw_deflate else ENCODERS[encoding](plain)
     truncated = raw[: len(raw) - 1 - cut % len(raw)]
-    code = classify.code_of(truncated, encoding, LIMIT)
+    code = responses.code_of(truncated, encoding, LIMIT)
     assert code == NO_CODE
 
 
@@ -148,7 +151,7 @@ def test_bombs_stop_at_the_limit(encoding: str, size: int, byte: bytes) -> None:
     plain = b'{"code": "blocked_account", "text": "' + byte.hex().encode() * (size // 2) + b'"}'
     raw = ENCODERS[encoding](plain)
     assert len(raw) <= LIMIT  # the bomb itself fits the limit: decoding is what must stop
-    assert classify.code_of(raw, encoding, LIMIT) == NO_CODE
+    assert responses.code_of(raw, encoding, LIMIT) == NO_CODE
 
 
 # --- classify over whole flows: arbitrary status, headers, method, path ------------------
@@ -157,7 +160,7 @@ header_names = st.from_regex(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}", fullmatch=True
 header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40)
 headers = st.dictionaries(header_names, header_values, max_size=5).map(lambda h: {k.lower(): v for k, v in h.items()})
 statuses = st.integers(100, 999)
-methods = st.sampled_from(sorted(routes.KNOWN_METHODS)) | st.from_regex(r"[A-Z]{1,12}", fullmatch=True)
+methods = st.sampled_from(sorted(labels.KNOWN_METHODS)) | st.from_regex(r"[A-Z]{1,12}", fullmatch=True)
 paths = st.one_of(
     st.builds(
         lambda template, ids, tail: (
@@ -165,7 +168,7 @@ paths = st.one_of(
             + "/".join(ids.pop() if s.startswith("{") and ids else s for s in template.split("/"))
             + tail
         ),
-        st.sampled_from(routes.ENDPOINT_TEMPLATES),
+        st.sampled_from(labels.ENDPOINT_TEMPLATES),
         st.lists(st.text(st.characters(exclude_characters="/?#", exclude_categories=("Cs",)), min_size=1), max_size=3),
         st.sampled_from(["", "/", "?page=1", "//", "/extra"]),
     ),
@@ -189,10 +192,10 @@ def test_classify_yields_labels_from_bounded_sets(
     status: int, body: bytes, response_headers: dict[str, str], method: str, path: str
 ) -> None:
     flow = _flow(status, body, response_headers, method, path)
-    outcome = classify.classify(flow, "us", LIMIT)
+    outcome = responses.classify(flow, "us", LIMIT)
     assert isinstance(outcome, Outcome)
-    assert outcome.endpoint in routes.ENDPOINT_LABELS
-    assert outcome.method in routes.KNOWN_METHODS | {OTHER}
+    assert outcome.endpoint in labels.ENDPOINT_LABELS
+    assert outcome.method in labels.KNOWN_METHODS | {OTHER}
     assert outcome.status == status
     assert bounded(outcome.code)
     if status < 400:
@@ -210,7 +213,7 @@ def test_stream_for_any_headers(content_length: str | None, status: int, limit: 
     flow = sinch_flow(status, b"", {} if content_length is None else {"content-length": content_length})
     if content_length is None:
         del flow.response.headers["content-length"]
-    stream = classify.stream_for(flow.response, limit)
+    stream = responses.stream_for(flow.response, limit)
     assert stream is True or stream is False or isinstance(stream, BodyTap)
     if status < 400:
         assert not isinstance(stream, BodyTap)  # success bodies are never parsed

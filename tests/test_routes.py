@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from sinch_sms_exporter import routes
+from sinch_sms_exporter.classify import routes
+from sinch_sms_exporter.contract import labels
 
 PLAN = "/xms/v1/a1b2c3d4e5f6"
 
@@ -53,15 +54,15 @@ def test_endpoint_templates(path: str, endpoint: str) -> None:
 
 def test_every_template_is_reachable_and_labels_are_bounded() -> None:
     # Build a concrete path for every template and map it back.
-    for template in routes.ENDPOINT_TEMPLATES:
+    for template in labels.ENDPOINT_TEMPLATES:
         concrete = "/".join("X1" if s.startswith("{") else s for s in template.split("/"))
         assert routes.endpoint_of(f"{PLAN}/{concrete}") == template
-    assert routes.OTHER in routes.ENDPOINT_LABELS
-    assert len(routes.ENDPOINT_LABELS) == len(routes.ENDPOINT_TEMPLATES) + 1
+    assert labels.OTHER in labels.ENDPOINT_LABELS
+    assert len(labels.ENDPOINT_LABELS) == len(labels.ENDPOINT_TEMPLATES) + 1
 
 
 def test_the_plan_id_never_reaches_the_label() -> None:
-    for template in routes.ENDPOINT_LABELS:
+    for template in labels.ENDPOINT_LABELS:
         assert "a1b2c3d4e5f6" not in template
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
+from tools.generate import runbook
 
 from helpers import REPO, system_tool
-from sinch_sms_exporter import catalog, runbook
+from sinch_sms_exporter.contract import catalog
 
 RULES = REPO / "prometheus"
 ALERTS = RULES / "alerts.yml"

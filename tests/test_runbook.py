@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
+from tools.generate import runbook
 
 from helpers import REPO
-from sinch_sms_exporter import catalog, metrics, runbook
+from sinch_sms_exporter.contract import catalog, labels
 
 RUNBOOK = REPO / "docs" / "runbook.md"
 ALERTS = REPO / "prometheus" / "alerts.yml"
@@ -38,7 +39,7 @@ def section(markdown: str, anchor: str) -> str:
 
 
 def test_committed_runbook_is_the_generated_one() -> None:
-    assert RUNBOOK.read_text() == runbook.render(), "run `python -m sinch_sms_exporter.runbook --write`"
+    assert RUNBOOK.read_text() == runbook.render(), "run `python -m tools.generate.runbook --write`"
 
 
 def test_committed_alert_annotations_are_the_generated_ones() -> None:
@@ -113,15 +114,15 @@ def test_client_error_burst_advice_has_a_branch_per_code() -> None:
 
 
 def test_upstream_reasons_are_the_metric_reasons() -> None:
-    assert tuple(runbook.UPSTREAM_REASONS) == metrics.UPSTREAM_ERROR_REASONS
+    assert tuple(runbook.UPSTREAM_REASONS) == labels.UPSTREAM_ERROR_REASONS
     text = RUNBOOK.read_text()
-    for reason in metrics.UPSTREAM_ERROR_REASONS:
+    for reason in labels.UPSTREAM_ERROR_REASONS:
         assert f"upstream-{reason}" in anchors(text)
 
 
 def _module(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sinch_sms_exporter.runbook", *args], capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-m", "tools.generate.runbook", *args], capture_output=True, text=True, cwd=REPO
     )
 
 

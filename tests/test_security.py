@@ -50,7 +50,10 @@ from helpers import (
     wait_for_port,
     wait_until,
 )
-from sinch_sms_exporter import cli, exposition, logredact, routes
+from sinch_sms_exporter import cli, exposition
+from sinch_sms_exporter.classify import routes
+from sinch_sms_exporter.contract import labels
+from sinch_sms_exporter.mitm import logredact
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +153,7 @@ def secret_jobs(answers: tuple[str, ...] = ANSWERS) -> list[tuple[str, str, dict
     """(method, path and query, headers, phone) for every endpoint template x answer, each
     carrying the token, phone numbers, ids, a callback URL and a message body."""
     jobs = []
-    for t, template in enumerate(routes.ENDPOINT_TEMPLATES):
+    for t, template in enumerate(labels.ENDPOINT_TEMPLATES):
         for a, answer in enumerate(answers):
             phone = PHONES[(t + a) % len(PHONES)]
             query = f"?to={urllib.parse.quote(phone)}&client_reference={CLIENT_REFERENCE}"
@@ -225,7 +228,7 @@ def test_no_secret_reaches_metrics_or_logs_even_at_debug(tmp_path) -> None:
             return http(method, f"http://127.0.0.1:{listen}{path}", body, headers, timeout=30)[0]
 
         statuses = send_all(secret_jobs(), send)
-        assert statuses.count(502) == 4 * len(routes.ENDPOINT_TEMPLATES)  # drop, reset, cut, hang
+        assert statuses.count(502) == 4 * len(labels.ENDPOINT_TEMPLATES)  # drop, reset, cut, hang
         send_malformed(listen)
         echo_url = f"http://127.0.0.1:{echo_proxy.ports['listen']}{path_of('batches', PHONES[0])}"
         assert http("POST", echo_url, request_body(PHONES[0]), {"Authorization": TOKEN})[0] == 502
@@ -282,7 +285,7 @@ def test_no_secret_reaches_metrics_or_logs_in_forward_mode(tmp_path) -> None:
                 conn.close()
 
         statuses = send_all(secret_jobs(), send_https)
-        assert statuses.count(502) == 4 * len(routes.ENDPOINT_TEMPLATES)  # drop, reset, cut, hang
+        assert statuses.count(502) == 4 * len(labels.ENDPOINT_TEMPLATES)  # drop, reset, cut, hang
         absolute = send_all(secret_jobs(("ok", "403:blocked_account", "gzip:400:syntax_invalid_json")), send_absolute)
         assert {400, 403} <= set(absolute) and max(absolute) < 500
         # A host that is not Sinch's: tunnelled (through CONNECT, not decrypted) and not counted.
@@ -322,7 +325,7 @@ def test_no_secret_reaches_metrics_or_logs_under_mitmdump(tmp_path) -> None:
             return http(method, f"http://127.0.0.1:{listen}{path}", body, headers, timeout=30)[0]
 
         statuses = send_all(secret_jobs(), send)
-        assert statuses.count(502) == 4 * len(routes.ENDPOINT_TEMPLATES)  # drop, reset, cut, hang (1 s timeout)
+        assert statuses.count(502) == 4 * len(labels.ENDPOINT_TEMPLATES)  # drop, reset, cut, hang (1 s timeout)
         send_malformed(listen)
         texts = expositions(metrics)
     logs = mitmdump.log()
@@ -524,7 +527,7 @@ def test_no_scrape_password_or_secret_reaches_metrics_or_logs_with_tls_and_auth(
             return http(method, f"http://127.0.0.1:{listen}{path}", body, headers, timeout=30)[0]
 
         statuses = send_all(secret_jobs(("ok", "403:blocked_account", "reset", "hang")), send)
-        assert statuses.count(502) == 2 * len(routes.ENDPOINT_TEMPLATES)
+        assert statuses.count(502) == 2 * len(labels.ENDPOINT_TEMPLATES)
         context = ssl.create_default_context(cafile=str(ca.cert_file))
         url = f"https://127.0.0.1:{metrics}/metrics"
         bodies = []

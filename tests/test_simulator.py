@@ -10,12 +10,13 @@ import socket
 import pytest
 
 from helpers import PLAN, http, running, start_simulator
-from sinch_sms_exporter import routes, simulator
+from sinch_sms_exporter.contract import labels
+from sinch_sms_exporter.sim import simulator
 
 
 def test_unknown_paths_choose_404_whatever_the_scenario() -> None:
     sim = simulator.Simulator(simulator.DEMO_SCENARIO, seed=7)
-    assert {sim.choose(None, routes.OTHER) for _ in range(2000)} == {"404"}
+    assert {sim.choose(None, labels.OTHER) for _ in range(2000)} == {"404"}
     # the same scenario on a real endpoint does pick other answers (so the line above is a real check)
     picked = collections.Counter(sim.choose(None, "batches") for _ in range(2000))
     assert len(picked) > 10 and picked["ok"] > 1000 and "404" in picked
@@ -23,8 +24,8 @@ def test_unknown_paths_choose_404_whatever_the_scenario() -> None:
 
 def test_an_explicit_choice_overrides_the_unknown_path_404() -> None:
     sim = simulator.Simulator(simulator.DEMO_SCENARIO, seed=7)
-    assert sim.choose("403:blocked_account", routes.OTHER) == "403:blocked_account"
-    assert simulator.Simulator().choose(None, routes.OTHER) == "404"
+    assert sim.choose("403:blocked_account", labels.OTHER) == "403:blocked_account"
+    assert simulator.Simulator().choose(None, labels.OTHER) == "404"
     assert simulator.Simulator().choose(None, "batches") == "ok"
 
 

@@ -1,4 +1,4 @@
-"""The native stack (`make stack`, sinch_sms_exporter.stack): the compose topology without Docker.
+"""The native stack (`make stack`, tools.stack): the compose topology without Docker.
 
 A blocked_account answer driven through the proxy must become a firing SinchSmsAccountBlocked
 in the stack's real Prometheus (its /api/v1/alerts) within a bounded time, and, where
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
+from tools import stack
 
 from helpers import PLAN, REPO, Process, free_port, http, prom_query, start, system_tool, wait_until
-from sinch_sms_exporter import stack
 
 pytestmark = [pytest.mark.e2e]
 
@@ -88,7 +88,7 @@ def test_alertmanager_config_pages_the_local_pager(tmp_path: Path) -> None:
 
 def test_without_prometheus_it_says_so_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sinch_sms_exporter.stack", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "tools.stack", "--workdir", str(tmp_path)],
         capture_output=True,
         text=True,
         env={**os.environ, "PATH": str(tmp_path)},  # nothing to find there
@@ -108,7 +108,7 @@ def test_a_taken_port_is_one_line_naming_the_flag(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "sinch_sms_exporter.stack", "--workdir", str(tmp_path), "--no-alertmanager",
+            [sys.executable, "-m", "tools.stack", "--workdir", str(tmp_path), "--no-alertmanager",
              "--simulator-port", str(free_port()), "--listen-port", str(free_port()),
              "--metrics-port", str(free_port()), "--prometheus-port", str(port)],
             capture_output=True, text=True, cwd=REPO, timeout=30,
@@ -140,7 +140,7 @@ def native_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("stack")
     names = ("simulator", "listen", "metrics", "prometheus", "alertmanager", "pager")
     ports = {name: free_port() for name in names}
-    argv = [sys.executable, "-m", "sinch_sms_exporter.stack", "--workdir", str(workdir), "--interval", "1",
+    argv = [sys.executable, "-m", "tools.stack", "--workdir", str(workdir), "--interval", "1",
             "--rate", "0", "--report-every", "0"]  # fmt: skip
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]

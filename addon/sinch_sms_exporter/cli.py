@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sinch_sms_exporter import __version__, routes
-from sinch_sms_exporter.addon import DEFAULT_METRICS_PORT, DEFAULT_UPSTREAM_TIMEOUT, parse_region_map
-from sinch_sms_exporter.classify import DEFAULT_BODY_LIMIT
+from sinch_sms_exporter import __version__
+from sinch_sms_exporter.classify import routes
+from sinch_sms_exporter.classify.responses import DEFAULT_BODY_LIMIT
+from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, parse_buckets
+from sinch_sms_exporter.mitm.addon import DEFAULT_METRICS_PORT, DEFAULT_UPSTREAM_TIMEOUT, parse_region_map
 
 PROG = "sinch-sms-proxy"
 ENV_PREFIX = "SINCH_PROXY_"
@@ -236,7 +238,7 @@ def parse_upstreams(
         else:
             listen_port = next_port
         next_port = listen_port + 1
-        region = regions[i] if regions else (routes.region_of_host(parts.hostname) or routes.OTHER)
+        region = regions[i] if regions else (routes.region_of_host(parts.hostname) or labels.OTHER)
         upstreams.append(Upstream(f"{parts.scheme}://{parts.netloc}", parts.hostname, port, listen_port, region))
     ports = [u.listen_port for u in upstreams]
     if len(set(ports)) != len(ports):
@@ -363,10 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
 
-    from sinch_sms_exporter import proxy  # imported late: --help stays fast
+    from sinch_sms_exporter.mitm import master  # imported late: --help stays fast
 
     try:
-        proxy.serve(settings)
+        master.serve(settings)
     except KeyboardInterrupt:
         return 130
     except SystemExit as exc:  # mitmproxy's errorcheck: startup errors were already printed

@@ -22,8 +22,16 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from sinch_sms_exporter import catalog
-from sinch_sms_exporter.classify import NO_CODE, OTHER, Outcome
+from sinch_sms_exporter.contract import catalog
+from sinch_sms_exporter.contract.labels import (
+    KNOWN_REGIONS,
+    NO_CODE,
+    OTHER,
+    REGION_CAP,
+    UPSTREAM_ERROR_REASONS,
+    status_class,
+)
+from sinch_sms_exporter.contract.outcomes import Outcome
 
 #: Latency buckets (seconds) for an HTTPS API that usually answers in 50-500 ms: dense
 #: between 25 ms and 1 s where the SLO decisions are made, sparse tails to 30 s for timeouts.
@@ -37,27 +45,6 @@ DEFAULT_BUCKETS_SPEC = ",".join(f"{b:g}" for b in DEFAULT_BUCKETS)
 
 #: Default cap on distinct codes outside the catalog (Sinch adds codes over time).
 DEFAULT_CODE_CAP = 50
-#: Cap on distinct regions (forward mode derives them from host names).
-REGION_CAP = 16
-#: Regions Sinch serves the SMS API from; always kept.
-KNOWN_REGIONS = frozenset(("us", "eu", "au", "br", "ca"))
-
-#: Bounded `reason` values of sinch_sms_upstream_errors_total.
-UPSTREAM_ERROR_REASONS: tuple[str, ...] = (
-    "connect",  # TCP connect failed (refused, unreachable)
-    "dns",  # the upstream host name did not resolve
-    "timeout",  # no answer within the upstream timeout
-    "tls",  # TLS handshake with the upstream failed (certificate, protocol)
-    "closed",  # the upstream closed or reset the connection before the answer was complete
-    "protocol",  # the upstream answered something that is not valid HTTP
-    "other",
-)
-
-_STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
-
-
-def status_class(status: int) -> str:
-    return _STATUS_CLASSES.get(status // 100, "other")
 
 
 class BoundedLabel:

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 try:
-    from sinch_sms_exporter.addon import SinchSmsExporter
+    from sinch_sms_exporter.mitm.addon import SinchSmsExporter
 except ImportError:  # a source checkout: addon/ is the source root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from sinch_sms_exporter.addon import SinchSmsExporter
+    from sinch_sms_exporter.mitm.addon import SinchSmsExporter
 
 addons = [SinchSmsExporter()]

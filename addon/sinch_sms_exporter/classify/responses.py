@@ -15,30 +15,16 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-import re
-from typing import NamedTuple
 
 from mitmproxy import http
 
-from sinch_sms_exporter import catalog, decoding, routes
-
-NO_CODE = ""
-OTHER = "other"
-CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+from sinch_sms_exporter.classify import decoding, routes
+from sinch_sms_exporter.contract import catalog
+from sinch_sms_exporter.contract.labels import CODE_RE, NO_CODE, OTHER
+from sinch_sms_exporter.contract.outcomes import Outcome
 
 #: Default for the size limit on error bodies (bytes, before and after decoding).
 DEFAULT_BODY_LIMIT = 64 * 1024
-
-
-class Outcome(NamedTuple):
-    """One upstream answer, reduced to what the metrics need (a NamedTuple: cheap to make)."""
-
-    region: str
-    endpoint: str
-    method: str
-    status: int
-    code: str
-    duration: float
 
 
 class BodyTap:

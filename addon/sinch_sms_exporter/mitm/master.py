@@ -18,7 +18,7 @@ from typing import Any
 from mitmproxy import addonmanager, exceptions, hooks, master, options
 from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, proxyserver, termlog, tlsconfig
 
-from sinch_sms_exporter.addon import SinchSmsExporter, proxy_listener_problems
+from sinch_sms_exporter.mitm.addon import SinchSmsExporter, proxy_listener_problems
 
 
 class StartupError(RuntimeError):

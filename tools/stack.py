@@ -31,8 +31,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from sinch_sms_exporter import demo, traffic
-from sinch_sms_exporter.processes import ComponentError, child, wait_ready
+from sinch_sms_exporter.sim import traffic
+from tools import demo
+from tools.processes import ComponentError, child, wait_ready
 
 PLAN = "STACKPLAN0123456789"
 #: compose service name → the stack's component that plays it (rewritten to 127.0.0.1:port).
@@ -47,7 +48,7 @@ class StackError(ComponentError):
 def find_repo(start: Path | None = None) -> Path:
     """The checkout whose prometheus/ and alertmanager/ configs to run: the working directory
     (`make stack` runs there), else the one this package lives in (an editable install)."""
-    for candidate in (start or Path.cwd(), Path(__file__).resolve().parents[2]):
+    for candidate in (start or Path.cwd(), Path(__file__).resolve().parents[1]):
         if (candidate / "prometheus" / "prometheus.yml").is_file():
             return candidate
     raise StackError("no prometheus/prometheus.yml here: run from the sinch-sms-exporter checkout (or give --repo)")

@@ -28,11 +28,14 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.utils import human
 
-from sinch_sms_exporter import __version__, classify, logredact, routes
+from sinch_sms_exporter import __version__
+from sinch_sms_exporter.classify import responses, routes
+from sinch_sms_exporter.classify.upstream_errors import upstream_error_reason
+from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, Metrics, parse_buckets
-from sinch_sms_exporter.timeouts import UpstreamDeadline
-from sinch_sms_exporter.upstream_errors import upstream_error_reason
+from sinch_sms_exporter.mitm import logredact
+from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +123,7 @@ class SinchSmsExporter:
         self.metrics: Metrics | None = None
         self.server: MetricsServer | None = None
         self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
-        self._body_limit = classify.DEFAULT_BODY_LIMIT
+        self._body_limit = responses.DEFAULT_BODY_LIMIT
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
         self._counted_hosts: re.Pattern[str] = routes.SINCH_HOST_RE
@@ -151,7 +154,7 @@ class SinchSmsExporter:
             "basic_auth_users with bcrypt hashes) that protects /metrics.",
         )  # fmt: skip
         loader.add_option(
-            "sinch_body_limit", int, classify.DEFAULT_BODY_LIMIT,
+            "sinch_body_limit", int, responses.DEFAULT_BODY_LIMIT,
             "Error bodies larger than this many bytes (encoded or decoded) are not parsed; "
             "they count with code=\"\". Traffic is never affected.",
         )  # fmt: skip
@@ -295,13 +298,13 @@ class SinchSmsExporter:
         self.deadline.answered(flow)
         response = flow.response
         if response is not None and not response.stream and self._counted(flow):
-            response.stream = classify.stream_for(response, self._body_limit)
+            response.stream = responses.stream_for(response, self._body_limit)
 
     def response(self, flow: http.HTTPFlow) -> None:
         if self.metrics is None or not self._counted(flow):
             return
         try:
-            outcome = classify.classify(flow, self._region(flow), self._body_limit)
+            outcome = responses.classify(flow, self._region(flow), self._body_limit)
         except Exception:
             logger.exception("sinch-sms-exporter: cannot classify an answer (not counted)")
             return
@@ -337,7 +340,7 @@ class SinchSmsExporter:
                 self._configured_regions.get(f"{host}:{key[1]}")
                 or self._configured_regions.get(host)
                 or routes.region_of_host(host)
-                or routes.OTHER
+                or labels.OTHER
             )
             if len(self._region_cache) < 1024:
                 self._region_cache[key] = region

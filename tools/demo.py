@@ -27,8 +27,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from sinch_sms_exporter import simulator, traffic
-from sinch_sms_exporter.processes import ComponentError, child, wait_ready
+from sinch_sms_exporter.sim import simulator, traffic
+from tools.processes import ComponentError, child, wait_ready
 
 PLAN = "DEMOPLAN0123456789"
 RATE = 20.0
@@ -55,7 +55,7 @@ def opening_round(proxy_url: str, plan: str = PLAN) -> dict[str, str]:
 def simulator_command(port: int, seed: int | None = None) -> list[str]:
     """The demo's simulator, as a command line."""
     seeded = ["--seed", str(seed)] if seed is not None else []
-    return [sys.executable, "-m", "sinch_sms_exporter.simulator", "--port", str(port), *SIMULATOR_ARGS, *seeded]
+    return [sys.executable, "-m", "sinch_sms_exporter.sim.simulator", "--port", str(port), *SIMULATOR_ARGS, *seeded]
 
 
 def proxy_command(simulator_port: int, listen_port: int, metrics_port: int, *extra: str) -> list[str]:

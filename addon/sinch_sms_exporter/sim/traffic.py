@@ -8,7 +8,7 @@ A small share of the requests (`--abort-share`, 1 % by default) is sent by an im
 client: it asks the simulator for a slow answer and hangs up before it comes, which the proxy
 counts as a client abort.
 
-    python -m sinch_sms_exporter.traffic --target http://127.0.0.1:8080 --rate 20
+    python -m sinch_sms_exporter.sim.traffic --target http://127.0.0.1:8080 --rate 20
 """
 
 from __future__ import annotations

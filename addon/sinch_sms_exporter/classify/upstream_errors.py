@@ -11,6 +11,8 @@ import re
 
 from mitmproxy import http
 
+from sinch_sms_exporter.contract.labels import REASON_CLOSED, REASON_CONNECT, REASON_DNS, REASON_PROTOCOL, REASON_TLS
+
 _DNS_HINTS = (
     "name or service not known",
     "nodename nor servname",
@@ -45,18 +47,18 @@ def upstream_error_reason(flow: http.HTTPFlow) -> str | None:
         # both up: a failed handshake leaves the flow's server_conn unconnected, so the
         # message tells a TLS failure (its messages below) from a failed TCP connect.
         if any(hint in message for hint in _DNS_HINTS):
-            return "dns"
+            return REASON_DNS
         if any(hint in message for hint in _TLS_HINTS) or message == "connection closed":
-            return "tls"
-        return "connect"
+            return REASON_TLS
+        return REASON_CONNECT
     if server.tls and server.timestamp_tls_setup is None:
-        return "tls"
+        return REASON_TLS
     if any(hint in message for hint in _TLS_HINTS):
-        return "tls"
+        return REASON_TLS
     if any(hint in message for hint in _MALFORMED_HINTS):
-        return "protocol"
+        return REASON_PROTOCOL
     if any(hint in message for hint in _CLOSED_HINTS):
-        return "closed"
+        return REASON_CLOSED
     if any(hint in message for hint in _PROTOCOL_HINTS):
-        return "protocol"
-    return "closed"
+        return REASON_PROTOCOL
+    return REASON_CLOSED

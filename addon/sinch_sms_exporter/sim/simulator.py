@@ -44,7 +44,8 @@ from urllib.parse import parse_qs, urlsplit
 import brotli
 import zstandard
 
-from sinch_sms_exporter import catalog, routes
+from sinch_sms_exporter.classify import routes
+from sinch_sms_exporter.contract import catalog, labels
 
 FAULTS = ("drop", "reset", "cut", "malformed", "hang")
 ENCODINGS = ("gzip", "br", "zstd", "deflate")
@@ -204,7 +205,7 @@ class Simulator:
         (the real API answers an invalid path so, whatever else happens), else the scenario's."""
         if request_spec:
             return request_spec
-        if endpoint == routes.OTHER:
+        if endpoint == labels.OTHER:
             return "404"
         if self.scenario:
             return self.random.choices(self._choices, self._weights)[0]

@@ -9,29 +9,7 @@ from __future__ import annotations
 
 import re
 
-OTHER = "other"
-
-#: Every endpoint of the Sinch SMS REST API under /xms/v1/{service_plan_id}/ (the metric contract).
-ENDPOINT_TEMPLATES: tuple[str, ...] = (
-    "batches",
-    "batches/dry_run",
-    "batches/{batch_id}",
-    "batches/{batch_id}/delivery_feedback",
-    "batches/{batch_id}/delivery_report",
-    "batches/{batch_id}/delivery_report/{recipient}",
-    "delivery_reports",
-    "groups",
-    "groups/{group_id}",
-    "groups/{group_id}/members",
-    "inbounds",
-    "inbounds/{inbound_id}",
-)
-
-#: Every value the `endpoint` label can take.
-ENDPOINT_LABELS: frozenset[str] = frozenset((*ENDPOINT_TEMPLATES, OTHER))
-
-#: Methods kept verbatim in the `method` label; anything else is `other`.
-KNOWN_METHODS: frozenset[str] = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
+from sinch_sms_exporter.contract.labels import ENDPOINT_TEMPLATES, KNOWN_METHODS, OTHER
 
 #: The Sinch SMS API's regional hosts, e.g. `eu.sms.api.sinch.com` → `eu`. Host patterns are
 #: matched against the whole host name (fullmatch), so they carry no anchors.

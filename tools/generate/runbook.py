@@ -5,9 +5,9 @@ Why generated: a status or code is described once, in catalog.py; the runbook pa
 it, and a test fails when either file is stale. Thresholds and `for:` durations stay in
 alerts.yml (people review PromQL there), only the annotations are written by this module.
 
-    python -m sinch_sms_exporter.runbook            # print the runbook
-    python -m sinch_sms_exporter.runbook --write    # rewrite docs/runbook.md + alert annotations
-    python -m sinch_sms_exporter.runbook --check    # exit 1 when either is stale (CI)
+    python -m tools.generate.runbook            # print the runbook
+    python -m tools.generate.runbook --write    # rewrite docs/runbook.md + alert annotations
+    python -m tools.generate.runbook --check    # exit 1 when either is stale (CI)
 
 Imports only the catalog (and ruamel.yaml to edit alerts.yml in place, comments kept).
 """
@@ -26,8 +26,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import FoldedScalarString
 
-from sinch_sms_exporter import catalog
-from sinch_sms_exporter.catalog import CodeInfo, StatusInfo
+from sinch_sms_exporter.contract import catalog
+from sinch_sms_exporter.contract.catalog import CodeInfo, StatusInfo
 
 #: Where the rendered runbook is published; every `runbook_url` starts with it. Forks change
 #: this one line and run `--write` (docs/alerts.md explains).
@@ -38,7 +38,7 @@ ALERTS_PATH = Path("prometheus/alerts.yml")
 EXPORTER_JOB = "sinch-sms-exporter"
 
 #: What each `reason` of sinch_sms_upstream_errors_total means and what to check; the keys
-#: are metrics.UPSTREAM_ERROR_REASONS (a test keeps them equal).
+#: are labels.UPSTREAM_ERROR_REASONS (a test keeps them equal).
 UPSTREAM_REASONS: dict[str, tuple[str, str]] = {
     "connect": (
         "The TCP connection to the Sinch host failed: refused or unreachable.",
@@ -443,7 +443,7 @@ def render() -> str:
     """docs/runbook.md, byte for byte."""
     out = [
         "<!-- Generated from addon/sinch_sms_exporter/catalog.py and runbook.py by",
-        "     `python -m sinch_sms_exporter.runbook --write`. Do not edit: a test compares. -->",
+        "     `python -m tools.generate.runbook --write`. Do not edit: a test compares. -->",
         "",
         "# Sinch SMS runbook",
         "",
@@ -584,7 +584,7 @@ def write(root: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sinch_sms_exporter.runbook", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.generate.runbook", description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=None, help="repository root (default: this checkout)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help=f"rewrite {RUNBOOK_PATH} and the alerts' annotations")
@@ -602,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     outdated = stale(root)
     if outdated:
-        print(f"stale: {', '.join(map(str, outdated))}; run `python -m sinch_sms_exporter.runbook --write`")
+        print(f"stale: {', '.join(map(str, outdated))}; run `python -m tools.generate.runbook --write`")
         return 1
     return 0
 

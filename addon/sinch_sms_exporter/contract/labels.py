@@ -1,0 +1,76 @@
+"""Every label value the exporter can emit, defined once: the vocabulary of the metric contract.
+
+docs/architecture.md ("Metric contract") says what each label means; this module says which
+values it takes. Classification, metrics, the simulator, the generators and the tests import
+these names instead of spelling the strings again. Pure data: no mitmproxy, no prometheus_client.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: A value outside a label's known set, or past its cap of distinct values.
+OTHER = "other"
+
+#: `code=""`: the answer carried no code (no body, not JSON, no string `code`, over the size limit).
+NO_CODE = ""
+#: How dashboards and the runbook show NO_CODE (an empty cell cannot be a link or an anchor).
+NO_CODE_SHOWN = "none"
+
+#: A well-formed `code` of an error body; a code string of another shape becomes OTHER.
+CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+# --- reason of sinch_sms_upstream_errors_total: why a request got no complete answer --------
+REASON_CONNECT = "connect"  # TCP connect failed (refused, unreachable)
+REASON_DNS = "dns"  # the upstream host name did not resolve
+REASON_TIMEOUT = "timeout"  # no answer within the upstream timeout
+REASON_TLS = "tls"  # TLS handshake with the upstream failed (certificate, protocol)
+REASON_CLOSED = "closed"  # the upstream closed or reset the connection before the answer was complete
+REASON_PROTOCOL = "protocol"  # the upstream answered something that is not valid HTTP
+UPSTREAM_ERROR_REASONS: tuple[str, ...] = (
+    REASON_CONNECT,
+    REASON_DNS,
+    REASON_TIMEOUT,
+    REASON_TLS,
+    REASON_CLOSED,
+    REASON_PROTOCOL,
+    OTHER,
+)
+
+# --- method ----------------------------------------------------------------------------------
+#: Methods kept verbatim in the `method` label; anything else is OTHER (methods are client-controlled).
+KNOWN_METHODS: frozenset[str] = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
+
+# --- endpoint --------------------------------------------------------------------------------
+#: Every endpoint of the Sinch SMS REST API under /xms/v1/{service_plan_id}/.
+ENDPOINT_TEMPLATES: tuple[str, ...] = (
+    "batches",
+    "batches/dry_run",
+    "batches/{batch_id}",
+    "batches/{batch_id}/delivery_feedback",
+    "batches/{batch_id}/delivery_report",
+    "batches/{batch_id}/delivery_report/{recipient}",
+    "delivery_reports",
+    "groups",
+    "groups/{group_id}",
+    "groups/{group_id}/members",
+    "inbounds",
+    "inbounds/{inbound_id}",
+)
+#: Every value the `endpoint` label can take.
+ENDPOINT_LABELS: frozenset[str] = frozenset((*ENDPOINT_TEMPLATES, OTHER))
+
+# --- region ----------------------------------------------------------------------------------
+#: Regions Sinch serves the SMS API from; always kept.
+KNOWN_REGIONS: frozenset[str] = frozenset(("us", "eu", "au", "br", "ca"))
+#: Cap on distinct regions (forward mode derives them from host names).
+REGION_CAP = 16
+
+# --- status_class of sinch_sms_request_duration_seconds ------------------------------------
+_STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+STATUS_CLASSES: tuple[str, ...] = (*_STATUS_CLASSES.values(), OTHER)
+
+
+def status_class(status: int) -> str:
+    """403 → '4xx'; a status outside 100-599 → OTHER."""
+    return _STATUS_CLASSES.get(status // 100, OTHER)
