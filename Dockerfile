@@ -5,7 +5,7 @@
 #   docker run -p 127.0.0.1:8080:8080 -p 19880:19880 sinch-sms-exporter:0.1.0 --upstream https://eu.sms.api.sinch.com
 # The same image runs the simulator and the traffic generator (docker-compose.yml):
 #   --entrypoint sinch-sms-simulator   /   --entrypoint python … -m sinch_sms_exporter.sim.traffic
-# docs/deploy.md explains every choice; tests/test_image.py checks this file against the CLI.
+# docs/deploy.md explains every choice; tests/deploy/test_image.py checks this file against the CLI.
 
 ARG PYTHON_IMAGE=python:3.12.11-slim-bookworm
 

@@ -55,8 +55,8 @@ $(TOOLS)/.installed:
 tools: $(TOOLS)/.installed
 
 test: $(STAMP) system-deps tools
-	$(BIN)/ruff check addon tests bench
-	$(BIN)/ruff format --check addon tests bench
+	$(BIN)/ruff check addon tools tests bench
+	$(BIN)/ruff format --check addon tools tests bench
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -85,22 +85,22 @@ test-mitmproxy12: system-deps tools
 # make bench on the image's runtime: both proxies from the Python 3.12 + mitmproxy 12 venv.
 bench-mitmproxy12: system-deps $(TOOLS)/py-spy
 	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 benchmark skipped"; exit 0; fi; \
-	$(MAKE) --no-print-directory $(VENV312)/.installed && $(VENV312)/bin/python bench/run.py $(ARGS)
+	$(MAKE) --no-print-directory $(VENV312)/.installed && $(VENV312)/bin/python -m bench.run $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check addon tests bench
-	$(BIN)/ruff format --check addon tests bench
+	$(BIN)/ruff check addon tools tests bench
+	$(BIN)/ruff format --check addon tools tests bench
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix addon tests bench
-	$(BIN)/ruff format addon tests bench
+	$(BIN)/ruff check --fix addon tools tests bench
+	$(BIN)/ruff format addon tools tests bench
 
 # py-spy (PyPI) profiles the proxy under load; it lives with the other tools, not in the product's venv.
 $(TOOLS)/py-spy: $(TOOLS)/.installed
 	$(TOOLS)/pip install --quiet py-spy==$(PY_SPY_VERSION)
 
 bench: $(STAMP) system-deps $(TOOLS)/py-spy
-	$(BIN)/python bench/run.py $(ARGS)
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv312 .tools .pytest_cache .ruff_cache .hypothesis build *.egg-info addon/*.egg-info

@@ -8,7 +8,7 @@ few places that matter (our hooks, mitmproxy's addon dispatch, its HTTP/1 parsin
 py-spy pauses the process for each sample: req/s under the profiler are lower than in
 the benchmark.
 
-    .venv/bin/python bench/hotspots.py [--mix error] [--seconds 10]
+    .venv/bin/python -m bench.hotspots [--mix error] [--seconds 10]
 
 py-spy comes from PyPI (`.tools/bin/pip install py-spy`; `make bench` installs it). It
 needs ptrace rights on the proxy (root, or CAP_SYS_PTRACE in a container).
@@ -27,9 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import loadgen
-import procs
-import upstream
+from bench import loadgen, procs, upstream
 
 REPO = Path(__file__).resolve().parent.parent
 #: Samples whose stack passes through one of these frames are counted in that group.

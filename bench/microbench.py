@@ -7,7 +7,7 @@ response hook alone, on the two paths that matter: a 201 success (nothing to par
 403 `{"code":"blocked_account"}` (decode and parse a JSON body). mitmproxy's own cost per
 request (parsing, hook dispatch, I/O) is not in these numbers; the load benchmark has it.
 
-    .venv/bin/python bench/microbench.py [--iterations N]
+    .venv/bin/python -m bench.microbench [--iterations N]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
-import upstream
+from bench import upstream
 from sinch_sms_exporter.mitm.addon import SinchSmsExporter
 
 REPEATS = 7
@@ -82,7 +82,12 @@ def measure(iterations: int = 20_000) -> list[Result]:
                 addon.response(flow)
 
             results.append(_time(f"{label}: request+responseheaders+response", hooks, iterations))
-            results.append(_time(f"{label}: response hook", lambda flow=flow: addon.response(flow), iterations))
+
+            def response_hook(flow: http.HTTPFlow = flow) -> None:
+                addon.response(flow)
+
+            results.append(_time(f"{label}: response hook", response_hook, iterations))
+        assert addon.metrics is not None
         counted = sum(
             s.value for s in addon.metrics.responses.collect()[0].samples if s.name == "sinch_sms_responses_total"
         )

@@ -1,6 +1,6 @@
 """The arithmetic of `make bench`'s report: medians, ratios, added latency, the count check,
 the targets of issue 5 and the exit status. Pure functions of the measured numbers (no
-processes, no clock), so tests/test_bench.py checks them with concrete inputs.
+processes, no clock), so tests/bench/test_bench.py checks them with concrete inputs.
 
 Exit status of `make bench`: 1 when a measurement is wrong (hey reported errors or statuses
 nginx never sends, or sinch-sms-proxy counted other answers than hey received), else 0. A

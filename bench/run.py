@@ -21,7 +21,7 @@ issue 5 (bench/results.py). Exit status: 1 for a measurement error (hey errors, 
 nginx never sends, a count mismatch), else 0; a missed target is reported, and changes the
 exit status (to 2) only with --fail-on-targets.
 
-    .venv/bin/python bench/run.py [--pairs 5] [--duration 3] [--rss-requests 200000] …
+    .venv/bin/python -m bench.run [--pairs 5] [--duration 3] [--rss-requests 200000] …
 
 The machine is shared and small: numbers are noisy, which is why only medians of
 alternating runs and ratios within one run are reported. With two or more CPUs, the load
@@ -43,15 +43,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import counts
-import hotspots
-import loadgen
-import microbench
-import procs
-import results
-import scrape
-import upstream
-from results import DIRECT, SINCH, Run
+from bench import counts, hotspots, loadgen, microbench, procs, results, scrape, upstream
+from bench.results import DIRECT, SINCH, Run
 
 MIXES: dict[str, tuple[str, int]] = {
     "success": (upstream.SUCCESS_PATH, results.MIX_ANSWERS["success"][0]),

@@ -16,7 +16,7 @@ simulator, which answers what each request's `X-Sinch-Sim` header asks for; the 
 that every series it claims is there. Then /metrics is fetched repeatedly and timed (wall
 time of a complete HTTP GET over loopback, as a scraper sees it).
 
-    .venv/bin/python bench/scrape.py
+    .venv/bin/python -m bench.scrape
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-import procs
+from bench import procs
 
 #: (path under /xms/v1/{plan}/, method) for every route of the API, ids filled in.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -243,6 +243,7 @@ def measure(home: Path, cpus: str | None, scrapes: int = 30) -> ScrapeResult:
             sent += len(ROUTES)
         # Aborted flows are counted when mitmproxy notices the closed client connection.
         deadline = time.monotonic() + 10
+        assert proxy.metrics_port is not None
         while True:
             body = _get(proxy.metrics_port)[1]  # the first scrape pays one-off costs (imports, buffers)
             problems = check_series(body, len(ROUTES) * len(answers))

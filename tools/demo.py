@@ -10,7 +10,7 @@ It runs until Ctrl-C (SIGINT) or SIGTERM, or for --duration seconds; either way 
 last summary, stops the proxy and the simulator, and exits 0.
 
 What the demo runs is defined here once (SIMULATOR_ARGS, PROXY_ARGS, opening_round,
-generator): `make stack` and the dashboards' test (tests/test_dashboards.py) run the same.
+generator): `make stack` and the dashboards' test (tests/monitoring/test_dashboards.py) run the same.
 """
 
 from __future__ import annotations

@@ -271,7 +271,7 @@ class MetricsServer:
         self.httpd = httpd
         self.thread = thread
         self.registry = registry
-        host, port = httpd.server_address[:2]
+        host, port = str(httpd.server_address[0]), int(httpd.server_address[1])
         self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
     @classmethod

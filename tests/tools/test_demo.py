@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, free_port, scrape, total, wait_until
+from tests.helpers.client import scrape, total
+from tests.helpers.paths import REPO
+from tests.helpers.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

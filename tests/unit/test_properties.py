@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from mitmproxy.flow import Error
 from mitmproxy.test import taddons
 
-from flows import sinch_flow
 from sinch_sms_exporter.classify import responses
 from sinch_sms_exporter.classify.responses import BodyTap
 from sinch_sms_exporter.classify.upstream_errors import upstream_error_reason
@@ -29,6 +28,7 @@ from sinch_sms_exporter.contract.labels import NO_CODE, OTHER, REGION_CAP, UPSTR
 from sinch_sms_exporter.contract.outcomes import Outcome
 from sinch_sms_exporter.metrics import DEFAULT_CODE_CAP, Metrics
 from sinch_sms_exporter.mitm.addon import SinchSmsExporter
+from tests.helpers.flows import sinch_flow
 
 # The contract's regular expression, written out here rather than imported: the test checks
 # the classifier against the contract, not against itself.

@@ -14,9 +14,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ruamel.yaml import YAML
-from tools import stack
 
-from deploy_files import (
+from sinch_sms_exporter import cli
+from tests.helpers.deploy_files import (
     COMPOSE,
     alert_rules_job,
     compose,
@@ -26,8 +26,9 @@ from deploy_files import (
     load_yaml,
     project_version,
 )
-from helpers import REPO, system_tool
-from sinch_sms_exporter import cli
+from tests.helpers.paths import REPO
+from tests.helpers.prometheus import system_tool
+from tools import stack
 
 TOOLS_HINT = "make tools: the .tools virtualenv; make test puts .tools/bin on PATH"
 SINCH_IMAGE = "sinch-sms-exporter"

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from flows import ENCODERS, sinch_flow
 from sinch_sms_exporter.classify import decoding, responses
 from sinch_sms_exporter.classify.responses import BodyTap
 from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.contract.labels import NO_CODE, OTHER
+from tests.helpers.flows import ENCODERS, sinch_flow
 
 LIMIT = responses.DEFAULT_BODY_LIMIT
 

@@ -23,24 +23,15 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
-from tools import demo
-from tools.generate import runbook
 
-from helpers import (
-    REPO,
-    free_port,
-    prom_query,
-    prom_range,
-    running,
-    scrape,
-    start_prometheus,
-    start_proxy,
-    start_simulator,
-    system_tool,
-    wait_until,
-)
 from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.sim import traffic
+from tests.helpers.client import scrape
+from tests.helpers.paths import REPO
+from tests.helpers.processes import free_port, running, start_proxy, start_simulator, wait_until
+from tests.helpers.prometheus import prom_query, prom_range, start_prometheus, system_tool
+from tools import demo
+from tools.generate import runbook
 
 DASHBOARDS = {p.name: json.loads(p.read_text()) for p in sorted((REPO / "dashboards").glob("*.json"))}
 OVERVIEW, DRILLDOWN = "sinch-sms-overview.json", "sinch-sms-drilldown.json"

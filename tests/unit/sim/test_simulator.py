@@ -9,9 +9,11 @@ import socket
 
 import pytest
 
-from helpers import PLAN, http, running, start_simulator
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.sim import simulator
+from tests.helpers.client import http
+from tests.helpers.paths import PLAN
+from tests.helpers.processes import running, start_simulator
 
 
 def test_unknown_paths_choose_404_whatever_the_scenario() -> None:

@@ -4,10 +4,11 @@ share asked for, and only there (a forced answer, or a share of 0, abandons noth
 from __future__ import annotations
 
 import pytest
-from tools import demo
 
-from helpers import running, scrape, start_proxy, start_simulator, total, wait_until
 from sinch_sms_exporter.sim import traffic
+from tests.helpers.client import scrape, total
+from tests.helpers.processes import running, start_proxy, start_simulator, wait_until
+from tools import demo
 
 
 def test_the_abort_mix_is_small_and_waits_less_than_the_slow_answer() -> None:

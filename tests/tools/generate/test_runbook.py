@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
-from tools.generate import runbook
 
-from helpers import REPO
 from sinch_sms_exporter.contract import catalog, labels
+from tests.helpers.paths import REPO
+from tools.generate import runbook
 
 RUNBOOK = REPO / "docs" / "runbook.md"
 ALERTS = REPO / "prometheus" / "alerts.yml"

@@ -18,23 +18,13 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from deploy_files import DOCKERFILE, dockerfile_stages, final_stage
-from helpers import (
-    PLAN,
-    PROXY,
-    REPO,
-    free_port,
-    http,
-    running,
-    scrape,
-    start,
-    start_simulator,
-    system_tool,
-    total,
-    wait_for_port,
-)
 from sinch_sms_exporter import cli
 from sinch_sms_exporter.mitm.addon import DEFAULT_METRICS_PORT
+from tests.helpers.client import http, scrape, total
+from tests.helpers.deploy_files import DOCKERFILE, dockerfile_stages, final_stage
+from tests.helpers.paths import PLAN, PROXY, REPO
+from tests.helpers.processes import free_port, running, start, start_simulator, wait_for_port
+from tests.helpers.prometheus import system_tool
 
 
 def test_unwritable_confdir_is_one_line_not_a_traceback(tmp_path: Path) -> None:
@@ -189,7 +179,7 @@ def test_build_context_holds_what_the_copies_need_and_nothing_else() -> None:
         ".venv/bin/python",
         ".git/HEAD",
         ".tools/bin/hadolint",
-        "tests/helpers.py",
+        "tests/helpers/processes.py",
         "addon/sinch_sms_exporter/__pycache__/cli.cpython-311.pyc",
         "addon/sinch_sms_exporter.egg-info/PKG-INFO",
     )

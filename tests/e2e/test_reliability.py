@@ -26,24 +26,22 @@ import brotli
 import pytest
 import zstandard
 
-from certs import CA
-from helpers import (
-    PLAN,
-    Process,
-    free_port,
-    http,
-    run_in_threads,
-    running,
-    scrape,
-    start_proxy,
-    start_simulator,
-    total,
-    wait_for_port,
-    wait_until,
-)
 from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.contract.labels import ENDPOINT_TEMPLATES
 from sinch_sms_exporter.sim import simulator
+from tests.helpers.certs import CA
+from tests.helpers.client import http, scrape, total
+from tests.helpers.paths import PLAN
+from tests.helpers.processes import (
+    Process,
+    free_port,
+    run_in_threads,
+    running,
+    start_proxy,
+    start_simulator,
+    wait_for_port,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -131,11 +129,6 @@ def black_hole() -> Iterator[int]:
 
 
 # --- connection failures: refused, DNS, TLS -----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> CA:
-    return CA(tmp_path_factory.mktemp("pki"))
 
 
 def test_connection_failures_are_counted_once_under_their_reason(tmp_path, pki) -> None:

@@ -13,11 +13,21 @@ from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
-from tools.generate import prometheusrule
 
-from deploy_files import KUBERNETES, alert_rules_job, final_stage, load_yaml, load_yaml_all, project_version
-from helpers import PROXY, REPO, free_port, http, running, start, system_tool, wait_for_port
 from sinch_sms_exporter import cli
+from tests.helpers.client import http
+from tests.helpers.deploy_files import (
+    KUBERNETES,
+    alert_rules_job,
+    final_stage,
+    load_yaml,
+    load_yaml_all,
+    project_version,
+)
+from tests.helpers.paths import PROXY, REPO
+from tests.helpers.processes import free_port, running, start, wait_for_port
+from tests.helpers.prometheus import system_tool
+from tools.generate import prometheusrule
 
 
 def _one(kind: str) -> dict[str, Any]:

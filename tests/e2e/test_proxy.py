@@ -16,34 +16,17 @@ import urllib.request
 
 import pytest
 
-from deploy_files import final_stage
-from helpers import (
-    PLAN,
-    PROXY,
-    free_port,
-    http,
-    promtool,
-    running,
-    scrape,
-    start,
-    start_proxy,
-    start_simulator,
-    total,
-    wait_for_port,
-    wait_until,
-)
 from sinch_sms_exporter import cli
 from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.contract.labels import ENDPOINT_TEMPLATES
 from sinch_sms_exporter.sim import simulator
+from tests.helpers.client import http, scrape, total
+from tests.helpers.deploy_files import final_stage
+from tests.helpers.paths import PLAN, PROXY
+from tests.helpers.processes import free_port, running, start, start_proxy, start_simulator, wait_for_port, wait_until
+from tests.helpers.prometheus import promtool
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    with running(start_simulator(tmp_path_factory.mktemp("sim"))) as proc:
-        yield proc
 
 
 @pytest.fixture

@@ -18,14 +18,15 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons
 from prometheus_client import REGISTRY  # noqa: TID251 - only to prove it stays empty
 
-from flows import sinch_flow
-from helpers import free_port, http
 from sinch_sms_exporter.classify.responses import BodyTap
 from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.contract.outcomes import Outcome
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import Metrics
 from sinch_sms_exporter.mitm.addon import SinchSmsExporter
+from tests.helpers.client import http
+from tests.helpers.flows import sinch_flow
+from tests.helpers.processes import free_port
 
 
 @pytest.fixture

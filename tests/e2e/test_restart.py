@@ -10,18 +10,10 @@ from collections import Counter
 
 import pytest
 
-from helpers import (
-    PLAN,
-    http,
-    prom_query,
-    running,
-    scrape,
-    start_prometheus,
-    start_proxy,
-    start_simulator,
-    total,
-    wait_until,
-)
+from tests.helpers.client import http, scrape, total
+from tests.helpers.paths import PLAN
+from tests.helpers.processes import running, start_proxy, start_simulator, wait_until
+from tests.helpers.prometheus import prom_query, start_prometheus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
-from tools.generate import runbook
 
-from helpers import REPO, system_tool
 from sinch_sms_exporter.contract import catalog
+from tests.helpers.paths import REPO
+from tests.helpers.prometheus import system_tool
+from tools.generate import runbook
 
 RULES = REPO / "prometheus"
 ALERTS = RULES / "alerts.yml"

@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
-from tools import stack
 
-from helpers import PLAN, REPO, Process, free_port, http, prom_query, start, system_tool, wait_until
+from tests.helpers.client import http
+from tests.helpers.paths import PLAN, REPO
+from tests.helpers.processes import Process, free_port, start, wait_until
+from tests.helpers.prometheus import prom_query, system_tool
+from tools import stack
 
 pytestmark = [pytest.mark.e2e]
 

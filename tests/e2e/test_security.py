@@ -32,28 +32,15 @@ from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
-from certs import CA
-from helpers import (
-    BIN,
-    PROXY,
-    REPO,
-    free_port,
-    http,
-    prom_query,
-    running,
-    scrape,
-    start,
-    start_prometheus,
-    start_proxy,
-    start_simulator,
-    total,
-    wait_for_port,
-    wait_until,
-)
 from sinch_sms_exporter import cli, exposition
 from sinch_sms_exporter.classify import routes
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.mitm import logredact
+from tests.helpers.certs import CA
+from tests.helpers.client import http, scrape, total
+from tests.helpers.paths import BIN, PROXY, REPO
+from tests.helpers.processes import free_port, running, start, start_proxy, start_simulator, wait_for_port, wait_until
+from tests.helpers.prometheus import prom_query, start_prometheus
 
 pytestmark = pytest.mark.e2e
 
@@ -663,7 +650,7 @@ def test_a_silent_connection_does_not_stall_scrapes(protected) -> None:
 def documented_scrape_config() -> dict:
     """The scrape job docs/security.md shows, parsed: the test runs what users copy."""
     text = (REPO / "docs" / "security.md").read_text()
-    after = text.split("<!-- scrape-config: tested by tests/test_security.py -->", 1)[1]
+    after = text.split("<!-- scrape-config: tested by tests/e2e/test_security.py -->", 1)[1]
     block = after.split("```yaml\n", 1)[1].split("```", 1)[0]
     return YAML(typ="safe").load(block)
 

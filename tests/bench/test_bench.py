@@ -6,7 +6,6 @@ check that it made the full set of series it claims (bench/scrape.py)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,18 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import generate_latest
 
-from helpers import REPO, system_tool
+# bench/ is a directory of scripts, not a package
+from bench import counts, loadgen, procs, results, scrape
+from bench.results import DIRECT, MITMDUMP, SINCH, Check, Run
 from sinch_sms_exporter.contract.outcomes import Outcome
 from sinch_sms_exporter.metrics import Metrics
-
-sys.path.insert(0, str(REPO / "bench"))
-# bench/ is a directory of scripts, not a package
-import counts
-import loadgen
-import procs
-import results
-import scrape
-from results import DIRECT, MITMDUMP, SINCH, Check, Run
+from tests.helpers.prometheus import system_tool
 
 # Verbatim output of Debian's hey 0.1.4 (-n 200 -c 4 against nginx answering 403).
 HEY_403 = """
@@ -164,7 +157,7 @@ def test_count_check_of_a_real_proxy_passes_and_catches_extra_and_miscoded_answe
     answer_server, tmp_path, monkeypatch
 ) -> None:
     system_tool("hey")
-    import run  # bench/run.py
+    from bench import run
 
     proxy = procs.start_sinch_proxy(answer_server, tmp_path, None)
     try:
