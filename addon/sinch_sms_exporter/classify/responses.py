@@ -1,6 +1,6 @@
 """flow → Outcome: what one Sinch SMS API answer was, in label terms. All body-parsing rules.
 
-The rules (ARCHITECTURE.md, "Metric contract"):
+The rules (docs/architecture.md, "Contracts"; the README's "Metrics" section):
 - only answers with status ≥ 400 are parsed, after content-decoding, whatever the
   Content-Type says, and only up to a size limit;
 - a JSON object whose `code` is a well-formed string gives that code; a malformed code

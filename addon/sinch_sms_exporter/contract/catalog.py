@@ -3,7 +3,7 @@
 Pure data, one source of truth: classification keeps these codes verbatim, the simulator
 answers them, the runbook and the alert descriptions are rendered from them. Written from
 Sinch's "HTTP Status Codes for the SMS REST API" page and the Sinch community article on
-HTTP response statuses (see ../shared/seeds in the design repository).
+HTTP response statuses.
 
 Imports nothing from mitmproxy or prometheus_client on purpose.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-#: Alert names are a contract (ARCHITECTURE.md); rules and the runbook refer to them.
+#: Alert names are a contract (docs/architecture.md); rules and the runbook refer to them.
 ALERT_ACCOUNT_BLOCKED = "SinchSmsAccountBlocked"
 ALERT_SERVER_ERROR_SPIKE = "SinchSmsServerErrorSpike"
 ALERT_UNAUTHORIZED = "SinchSmsUnauthorized"
