@@ -6,12 +6,14 @@ TOOLS  := .tools/bin
 PY_SPY_VERSION := 0.4.3
 STAMP  := $(VENV)/.installed
 
-.PHONY: help run demo stack test test-fast test-mitmproxy12 bench-mitmproxy12 lint format bench system-deps tools clean
+.PHONY: help run demo stack generate check test test-fast test-mitmproxy12 bench-mitmproxy12 lint format bench system-deps tools clean
 
 help:
 	@echo "make run    - the proxy in front of https://us.sms.api.sinch.com (127.0.0.1:8080, metrics :19880)"
 	@echo "make demo   - proxy + Sinch simulator + realistic traffic (prints where to look)"
 	@echo "make stack  - make demo + a real Prometheus (and Alertmanager) with the repo's configs: alerts fire"
+	@echo "make generate - regenerate docs/runbook.md, alert annotations, the PrometheusRule, dashboards/*.json"
+	@echo "make check  - fail when any generated file is stale (make test runs it)"
 	@echo "make test   - everything CI runs (installs Debian's prometheus if missing and root)"
 	@echo "make lint   - ruff check and format check"
 	@echo "make test-mitmproxy12 - the suite on Python 3.12 + mitmproxy 12, where a python3.12 exists"
@@ -54,9 +56,17 @@ $(TOOLS)/.installed:
 
 tools: $(TOOLS)/.installed
 
-test: $(STAMP) system-deps tools
-	$(BIN)/ruff check addon tests bench
-	$(BIN)/ruff format --check addon tests bench
+# Generated files (tools/generate): the runbook and the alerts' annotations from the catalog and
+# contract/alerts.py, the PrometheusRule from the rule files, the dashboards from dashboards.py.
+generate: $(STAMP)
+	$(BIN)/python -m tools.generate
+
+check: $(STAMP)
+	$(BIN)/python -m tools.generate --check
+
+test: $(STAMP) system-deps tools check
+	$(BIN)/ruff check addon tools tests bench
+	$(BIN)/ruff format --check addon tools tests bench
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -88,12 +98,12 @@ bench-mitmproxy12: system-deps $(TOOLS)/py-spy
 	$(MAKE) --no-print-directory $(VENV312)/.installed && $(VENV312)/bin/python bench/run.py $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check addon tests bench
-	$(BIN)/ruff format --check addon tests bench
+	$(BIN)/ruff check addon tools tests bench
+	$(BIN)/ruff format --check addon tools tests bench
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix addon tests bench
-	$(BIN)/ruff format addon tests bench
+	$(BIN)/ruff check --fix addon tools tests bench
+	$(BIN)/ruff format addon tools tests bench
 
 # py-spy (PyPI) profiles the proxy under load; it lives with the other tools, not in the product's venv.
 $(TOOLS)/py-spy: $(TOOLS)/.installed
