@@ -691,13 +691,14 @@ def _delivery_row(y: int) -> list[Any]:
     final = "|".join(DELIVERY_FINAL)
     failed = "|".join(s for s in DELIVERY_FINAL if s != DELIVERED)
 
-    def reports(by: str, status: str = "", window: str = "$__rate_interval", fn: str = "rate") -> str:
-        where = f'status=~"{status}", {PROXY}' if status else PROXY
-        return f"sum{by} ({fn}(sinch_sms_delivery_reports_total{{{where}}}[{window}]))"
+    def reports(by: str = "", status: str = "", *, fn: str = "rate", window: str = "$__rate_interval") -> str:
+        """Messages per second (or in the window) of sinch_sms_delivery_reports_total, summed `by`."""
+        where = f'status{"=~" if "|" in status else "="}"{status}", {PROXY}' if status else PROXY
+        return f"sum{f' by ({by}) ' if by else ''}({fn}(sinch_sms_delivery_reports_total{{{where}}}[{window}]))"
 
-    failures = reports(" by (status, code)", failed, "$__range", "increase")
-    delivered = reports("", DELIVERED)
-    all_final = reports("", final)
+    failures = reports("status, code", failed, fn="increase", window="$__range")
+    delivered = reports(status=DELIVERED)
+    all_final = reports(status=final)
     return [
         _row("Delivery", y),
         _stat(
@@ -718,7 +719,7 @@ def _delivery_row(y: int) -> list[Any]:
             "percentunit",
             [
                 _query(
-                    f"{reports(' by (status)')} / ignoring (status) group_left {reports('')}",
+                    f"{reports('status')} / ignoring (status) group_left {reports()}",
                     "{{status}}",
                 )
             ],
