@@ -38,7 +38,8 @@ from helpers import (
     system_tool,
     wait_until,
 )
-from sinch_sms_exporter.contract import alerts, catalog, labels
+from sinch_sms_exporter.contract import alerts, catalog
+from sinch_sms_exporter.contract.labels import NO_CODE_SHOWN
 from sinch_sms_exporter.sim import traffic
 
 DASHBOARDS = {p.name: json.loads(p.read_text()) for p in sorted((REPO / "dashboards").glob("*.json"))}
@@ -71,7 +72,7 @@ NOWHERE = "au"
 DELIVERY_METRICS = {"sinch_sms_callbacks_total", "sinch_sms_callback_errors_total", "sinch_sms_delivery_reports_total"}
 #: Runbook sections the delivery-report work adds (`delivery-code-<code>`); until then a data link
 #: may open them.
-PENDING_ANCHOR_PREFIXES = {"delivery-"}
+PENDING_ANCHOR_PREFIXES = {"delivery-code-"}
 
 
 def panels(board: dict) -> Iterator[dict]:
@@ -290,7 +291,7 @@ def test_data_links_read_what_the_frame_carries() -> None:
     """A table frame (format: table) has the labels as columns: its links read the row
     (`__data.fields`); every other panel's read the series' labels (`__field.labels`). A link on
     `code` needs the series to carry it: Prometheus drops the empty code label, so those
-    queries relabel it to labels.NO_CODE_SHOWN."""
+    queries relabel it to NO_CODE_SHOWN."""
     for name, board in DASHBOARDS.items():
         for panel in panels(board):
             used = {m.groups() for link in links(panel) for m in LINK_VARIABLE.finditer(link["url"])}
@@ -300,7 +301,7 @@ def test_data_links_read_what_the_frame_carries() -> None:
             assert {k for k, _ in used} == {kind}, (name, panel["title"], used)
             if any(label == "code" for _, label in used):
                 for target in panel["targets"]:
-                    assert f'"code", "{labels.NO_CODE_SHOWN}", "code", ""' in target["expr"], (name, panel["title"])
+                    assert f'"code", "{NO_CODE_SHOWN}", "code", ""' in target["expr"], (name, panel["title"])
 
 
 def test_the_runbook_has_a_section_for_every_status_and_no_code() -> None:
@@ -308,8 +309,8 @@ def test_the_runbook_has_a_section_for_every_status_and_no_code() -> None:
     gateway may answer), every catalog code, no code, and `other`."""
     statuses = {s.value for s in HTTPStatus if 400 <= s.value <= 599}
     assert {f"status-{s}" for s in statuses} <= RUNBOOK_ANCHORS
-    assert {f"code-{c}" for c in catalog.CODES} | {f"code-{labels.NO_CODE_SHOWN}", "code-other"} <= RUNBOOK_ANCHORS
-    assert labels.NO_CODE_SHOWN not in catalog.CODES
+    assert {f"code-{c}" for c in catalog.CODES} | {f"code-{NO_CODE_SHOWN}", "code-other"} <= RUNBOOK_ANCHORS
+    assert NO_CODE_SHOWN not in catalog.CODES
 
 
 def test_provisioning_files() -> None:
@@ -445,6 +446,52 @@ def test_latency_of_several_regions_is_the_quantile_of_all_their_answers(tmp_pat
     ]
     result = _promtool_expr_test(tmp_path, series, cases)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_delivery_row_values_on_fixed_reports(tmp_path: Path) -> None:
+    """Per minute: 90 delivered, 6 failed (code 402), 4 expired without a code, 100 queued. The
+    delivery rate is 90 of the 100 final ones; the mix gives every status its share of all 200;
+    the failure table lists the failed and expired codes (`none` for the missing one), never
+    delivered or queued."""
+    where = f'job="{JOB}",instance="a:19880",type="recipient_delivery_report_sms"'
+    series = {
+        f'sinch_sms_delivery_reports_total{{{where},status="{status}",code="{code}"}}': f"0+{n}x30"
+        for status, code, n in (("delivered", "0", 90), ("failed", "402", 6), ("expired", "", 4), ("queued", "", 100))
+    }
+    board = DASHBOARDS[OVERVIEW]
+    windows = {**BUILTINS, "__rate_interval": "5m", "__range": "10m"}
+
+    def expr(title: str) -> str:
+        return fill(_panel(OVERVIEW, title)["targets"][0]["expr"], board, windows)
+
+    mix = {"delivered": 0.45, "failed": 0.03, "expired": 0.02, "queued": 0.5}
+    cases = [
+        {
+            "expr": f"abs({expr('Delivery rate')} - 0.9) < bool 1e-9",
+            "eval_time": "20m",
+            "exp_samples": [{"labels": "{}", "value": 1}],
+        },
+        {
+            "expr": f"abs({expr('Delivery status mix')} - on (status) {_vector(mix)}) < bool 1e-9",
+            "eval_time": "20m",
+            "exp_samples": [{"labels": f'{{status="{s}"}}', "value": 1} for s in mix],
+        },
+        {
+            "expr": f"count by (status, code) ({expr('Top delivery failure codes')})",
+            "eval_time": "20m",
+            "exp_samples": [
+                {"labels": '{code="402", status="failed"}', "value": 1},
+                {"labels": f'{{code="{NO_CODE_SHOWN}", status="expired"}}', "value": 1},
+            ],
+        },
+    ]
+    result = _promtool_expr_test(tmp_path, series, cases)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _vector(values: dict[str, float]) -> str:
+    """A PromQL vector with one series per status: `label_replace(vector(v), "status", …)`."""
+    return "(" + " or ".join(f'label_replace(vector({v}), "status", "{k}", "", "")' for k, v in values.items()) + ")"
 
 
 # --- against a real Prometheus scraping the real proxy, fed by the demo's traffic --------------------
@@ -703,7 +750,7 @@ def test_data_links_resolve_to_runbook_sections_for_every_series(stack) -> None:
                         assert anchor in RUNBOOK_ANCHORS, f"{name}: {panel['title']!r}: {resolved} lands nowhere"
                         checked.add(anchor)
     # The demo's answers: every catalog code, no code, and the statuses of both.
-    assert {f"code-{c}" for c in catalog.CODES} | {f"code-{labels.NO_CODE_SHOWN}"} <= checked
+    assert {f"code-{c}" for c in catalog.CODES} | {f"code-{NO_CODE_SHOWN}"} <= checked
     assert {"status-400", "status-401", "status-403", "status-404", "status-429", "status-503"} <= checked
 
 
