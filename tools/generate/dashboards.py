@@ -264,6 +264,7 @@ def _variables(*extra: builders.QueryVariable) -> list[Any]:
         .multi(False)
         .regex("")
     )
+    # The SDK's DatasourceVariable builder has no setter for these two fields of its model.
     datasource._internal.options = []
     datasource._internal.refresh = model.VariableRefresh.ON_DASHBOARD_LOAD
     job = (
@@ -713,8 +714,8 @@ def _delivery_row(y: int) -> list[Any]:
         ),
         _timeseries(
             "Delivery status mix",
-            "Share of each delivery status among the reported messages, intermediate (queued, dispatched) "
-            "and final, stacked to 100%.",
+            "Share of each delivery status among the reported messages, intermediate "
+            f"({', '.join(DELIVERY_INTERMEDIATE)}) and final, stacked to 100%.",
             (6, y + 1, 18, 8),
             "percentunit",
             [
