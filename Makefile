@@ -6,12 +6,14 @@ TOOLS  := .tools/bin
 PY_SPY_VERSION := 0.4.3
 STAMP  := $(VENV)/.installed
 
-.PHONY: help run demo stack test test-fast test-mitmproxy12 bench-mitmproxy12 lint format bench system-deps tools clean
+.PHONY: help run demo stack generate check test test-fast test-mitmproxy12 bench-mitmproxy12 lint format bench system-deps tools clean
 
 help:
 	@echo "make run    - the proxy in front of https://us.sms.api.sinch.com (127.0.0.1:8080, metrics :19880)"
 	@echo "make demo   - proxy + Sinch simulator + realistic traffic (prints where to look)"
 	@echo "make stack  - make demo + a real Prometheus (and Alertmanager) with the repo's configs: alerts fire"
+	@echo "make generate - regenerate docs/runbook.md, alert annotations, the PrometheusRule, dashboards/*.json"
+	@echo "make check  - fail when any generated file is stale (make test runs it)"
 	@echo "make test   - everything CI runs (installs Debian's prometheus if missing and root)"
 	@echo "make lint   - ruff check and format check"
 	@echo "make test-mitmproxy12 - the suite on Python 3.12 + mitmproxy 12, where a python3.12 exists"
@@ -54,7 +56,15 @@ $(TOOLS)/.installed:
 
 tools: $(TOOLS)/.installed
 
-test: $(STAMP) system-deps tools
+# Generated files (tools/generate): the runbook and the alerts' annotations from the catalog and
+# contract/alerts.py, the PrometheusRule from the rule files, the dashboards from dashboards.py.
+generate: $(STAMP)
+	$(BIN)/python -m tools.generate
+
+check: $(STAMP)
+	$(BIN)/python -m tools.generate --check
+
+test: $(STAMP) system-deps tools check
 	$(BIN)/ruff check addon tools tests bench
 	$(BIN)/ruff format --check addon tools tests bench
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
@@ -85,7 +95,7 @@ test-mitmproxy12: system-deps tools
 # make bench on the image's runtime: both proxies from the Python 3.12 + mitmproxy 12 venv.
 bench-mitmproxy12: system-deps $(TOOLS)/py-spy
 	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 benchmark skipped"; exit 0; fi; \
-	$(MAKE) --no-print-directory $(VENV312)/.installed && $(VENV312)/bin/python -m bench.run $(ARGS)
+	$(MAKE) --no-print-directory $(VENV312)/.installed && $(VENV312)/bin/python bench/run.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check addon tools tests bench
@@ -100,7 +110,7 @@ $(TOOLS)/py-spy: $(TOOLS)/.installed
 	$(TOOLS)/pip install --quiet py-spy==$(PY_SPY_VERSION)
 
 bench: $(STAMP) system-deps $(TOOLS)/py-spy
-	$(BIN)/python -m bench.run $(ARGS)
+	$(BIN)/python bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv312 .tools .pytest_cache .ruff_cache .hypothesis build *.egg-info addon/*.egg-info

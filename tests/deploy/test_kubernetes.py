@@ -27,6 +27,7 @@ from tests.helpers.deploy_files import (
 from tests.helpers.paths import PROXY, REPO
 from tests.helpers.processes import free_port, running, start, wait_for_port
 from tests.helpers.prometheus import system_tool
+from tools.generate import __main__ as generate
 from tools.generate import prometheusrule
 
 
@@ -62,9 +63,7 @@ def _effective_env() -> dict[str, str]:
 
 def test_prometheusrule_is_generated_from_the_rule_files_and_up_to_date() -> None:
     written = (REPO / prometheusrule.OUTPUT).read_text()
-    assert written == prometheusrule.render(REPO), (
-        "deploy/kubernetes/prometheusrule.yaml is stale: run python -m tools.generate.prometheusrule --write"
-    )
+    assert written == prometheusrule.render(REPO), "deploy/kubernetes/prometheusrule.yaml is stale: run make generate"
     resource = _one("PrometheusRule")
     assert resource["apiVersion"] == "monitoring.coreos.com/v1"
     sources = [g for name in ("alerts.yml", "recording.yml") for g in load_yaml(REPO / "prometheus" / name)["groups"]]
@@ -88,12 +87,14 @@ def test_generator_check_mode_notices_a_stale_resource(tmp_path: Path) -> None:
     (tmp_path / "deploy" / "kubernetes").mkdir(parents=True)
     for name in prometheusrule.RULE_FILES:
         (tmp_path / name).write_text((REPO / name).read_text())
-    assert prometheusrule.main(["--repo", str(tmp_path), "--check"]) == 1  # not written yet
-    assert prometheusrule.main(["--repo", str(tmp_path), "--write"]) == 0
-    assert prometheusrule.main(["--repo", str(tmp_path), "--check"]) == 0
+    assert generate.main(["--root", str(tmp_path), "--check"]) == 1  # not written yet
+    assert prometheusrule.OUTPUT in generate.stale(tmp_path)
+    assert generate.main(["--root", str(tmp_path)]) == 0
+    assert generate.main(["--root", str(tmp_path), "--check"]) == 0
     alerts = tmp_path / "prometheus" / "alerts.yml"
     alerts.write_text(alerts.read_text().replace("for: 5m", "for: 6m", 1))
-    assert prometheusrule.main(["--repo", str(tmp_path), "--check"]) == 1
+    assert generate.main(["--root", str(tmp_path), "--check"]) == 1
+    assert generate.stale(tmp_path) == [prometheusrule.OUTPUT]  # only the copy of the rules is behind
 
 
 def test_deployment_selects_its_pods_and_runs_the_projects_image() -> None:

@@ -13,17 +13,16 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from sinch_sms_exporter.contract import catalog
+from sinch_sms_exporter.contract import alerts
 from tests.helpers.paths import REPO
 from tests.helpers.prometheus import system_tool
-from tools.generate import runbook
 
 RULES = REPO / "prometheus"
 ALERTS = RULES / "alerts.yml"
 RECORDING = RULES / "recording.yml"
 TEST_FILES = sorted((RULES / "tests").glob("*_test.yml"))
 #: The alert that watches the exporter itself: the only one that names a job and has no region.
-EXPORTER_DOWN = catalog.ALERT_EXPORTER_DOWN
+EXPORTER_DOWN = alerts.ALERT_EXPORTER_DOWN
 
 
 def load(path: Path) -> dict:
@@ -83,28 +82,28 @@ def test_every_alert_has_a_firing_case_with_labels_and_annotations_and_a_quiet_c
     cases = _alert_cases()
     names = {r["alert"] for r in alert_rules()}
     for name in names:
-        firing = [alerts for alerts in cases.get(name, []) if alerts]
-        quiet = [alerts for alerts in cases.get(name, []) if not alerts]
+        firing = [expected for expected in cases.get(name, []) if expected]
+        quiet = [expected for expected in cases.get(name, []) if not expected]
         assert firing, f"{name}: no promtool case where it fires"
         assert quiet, f"{name}: no promtool case where it stays quiet"
-        for alerts in firing:
-            for alert in alerts:
+        for expected in firing:
+            for alert in expected:
                 assert alert["exp_labels"]["severity"] in ("critical", "warning"), name
                 assert set(alert["exp_annotations"]) == {"summary", "description", "runbook_url"}, name
 
 
 def test_alerts_are_the_contract() -> None:
-    contract = {v for k, v in vars(catalog).items() if k.startswith("ALERT_")}
+    contract = {v for k, v in vars(alerts).items() if k.startswith("ALERT_")}
     assert {r["alert"] for r in alert_rules()} == contract
-    assert set(runbook.ALERTS_BY_NAME) == contract
+    assert set(alerts.ALERTS_BY_NAME) == contract
 
 
 def test_firing_alerts_keep_region_and_never_instance() -> None:
     """The labels promtool saw on firing alerts: one alert per region, whatever the number of
     sidecars (instances) behind it; only SinchSmsExporterDown is per target."""
     for name, case_list in _alert_cases().items():
-        for alerts in case_list:
-            for alert in alerts:
+        for expected in case_list:
+            for alert in expected:
                 labels = alert["exp_labels"]
                 if name == EXPORTER_DOWN:
                     assert "job" in labels
@@ -126,7 +125,7 @@ def test_only_exporter_down_names_a_job_and_no_rule_groups_by_instance() -> None
 
 def test_severities_agree_with_the_runbook() -> None:
     for rule in alert_rules():
-        assert rule["labels"]["severity"] == runbook.ALERTS_BY_NAME[rule["alert"]].severity, rule["alert"]
+        assert rule["labels"]["severity"] == alerts.ALERTS_BY_NAME[rule["alert"]].severity, rule["alert"]
 
 
 def test_recording_rule_names_follow_level_metric_operations() -> None:
@@ -140,7 +139,7 @@ def test_docs_explain_every_alert_with_its_for_duration() -> None:
     doc = (REPO / "docs" / "alerts.md").read_text()
     sections = re.split(r"\n## ", doc)
     for rule in alert_rules():
-        anchor = runbook.ALERTS_BY_NAME[rule["alert"]].anchor
+        anchor = alerts.ALERTS_BY_NAME[rule["alert"]].anchor
         section = next((s for s in sections if f'id="{anchor}"' in s), None)
         assert section is not None, f"docs/alerts.md has no section for {rule['alert']}"
         assert f"`for: {rule['for']}`" in section, f"docs/alerts.md: {rule['alert']} does not state for: {rule['for']}"
@@ -209,69 +208,69 @@ def _guard_by_up_only(block: str) -> str:
 
 
 MUTATIONS = {
-    "blocked: no new-series term": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _drop_or_term(0)),
-    "blocked: no restart term": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _drop_or_term(1)),
-    "blocked: no increase term": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _drop_or_term(2)),
-    "blocked: gaps make series new": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _no_gap_guard),
+    "blocked: no new-series term": ("account_blocked", alerts.ALERT_ACCOUNT_BLOCKED, _drop_or_term(0)),
+    "blocked: no restart term": ("account_blocked", alerts.ALERT_ACCOUNT_BLOCKED, _drop_or_term(1)),
+    "blocked: no increase term": ("account_blocked", alerts.ALERT_ACCOUNT_BLOCKED, _drop_or_term(2)),
+    "blocked: gaps make series new": ("account_blocked", alerts.ALERT_ACCOUNT_BLOCKED, _no_gap_guard),
     "blocked: gap guard by lookback only": (
         "account_blocked",
-        catalog.ALERT_ACCOUNT_BLOCKED,
+        alerts.ALERT_ACCOUNT_BLOCKED,
         _guard_by_lookback_only,
     ),
-    "blocked: gap guard by up only": ("account_blocked", catalog.ALERT_ACCOUNT_BLOCKED, _guard_by_up_only),
+    "blocked: gap guard by up only": ("account_blocked", alerts.ALERT_ACCOUNT_BLOCKED, _guard_by_up_only),
     "blocked: any other code": (
         "account_blocked",
-        catalog.ALERT_ACCOUNT_BLOCKED,
+        alerts.ALERT_ACCOUNT_BLOCKED,
         lambda b: b.replace('code="blocked_account"', 'code=~".+"'),
     ),
-    "5xx: no floor": ("server_errors", catalog.ALERT_SERVER_ERROR_SPIKE, _drop_floor),
-    "5xx: no for": ("server_errors", catalog.ALERT_SERVER_ERROR_SPIKE, _no_wait),
-    "5xx: threshold 50%": ("server_errors", catalog.ALERT_SERVER_ERROR_SPIKE, lambda b: b.replace("> 0.05", "> 0.5")),
+    "5xx: no floor": ("server_errors", alerts.ALERT_SERVER_ERROR_SPIKE, _drop_floor),
+    "5xx: no for": ("server_errors", alerts.ALERT_SERVER_ERROR_SPIKE, _no_wait),
+    "5xx: threshold 50%": ("server_errors", alerts.ALERT_SERVER_ERROR_SPIKE, lambda b: b.replace("> 0.05", "> 0.5")),
     "5xx: no traffic floor": (
         "server_errors",
-        catalog.ALERT_SERVER_ERROR_SPIKE,
+        alerts.ALERT_SERVER_ERROR_SPIKE,
         lambda b: re.sub(r"\n +and\n +sum by \(region\) \(increase\(sinch_sms_responses_total\[5m\]\)\) >= 10", "", b),
     ),
     "5xx: traffic floor 100": (
         "server_errors",
-        catalog.ALERT_SERVER_ERROR_SPIKE,
+        alerts.ALERT_SERVER_ERROR_SPIKE,
         lambda b: b.replace("[5m])) >= 10\n", "[5m])) >= 100\n"),
     ),
     "5xx: no quiet-region rule": (
         "server_errors",
-        catalog.ALERT_SERVER_ERROR_SPIKE,
+        alerts.ALERT_SERVER_ERROR_SPIKE,
         lambda b: b.replace(") > 0.5\n", ") > 1\n"),
     ),
-    "401: no for": ("unauthorized", catalog.ALERT_UNAUTHORIZED, _no_wait),
-    "401: threshold 10": ("unauthorized", catalog.ALERT_UNAUTHORIZED, lambda b: b.replace("> 0\n", "> 10\n")),
-    "401: no quiet rule": ("unauthorized", catalog.ALERT_UNAUTHORIZED, lambda b: b.replace(") > 0.5\n", ") > 1\n")),
-    "401: quiet rule at 10%": ("unauthorized", catalog.ALERT_UNAUTHORIZED, lambda b: b.replace("> 0.5\n", "> 0.1\n")),
+    "401: no for": ("unauthorized", alerts.ALERT_UNAUTHORIZED, _no_wait),
+    "401: threshold 10": ("unauthorized", alerts.ALERT_UNAUTHORIZED, lambda b: b.replace("> 0\n", "> 10\n")),
+    "401: no quiet rule": ("unauthorized", alerts.ALERT_UNAUTHORIZED, lambda b: b.replace(") > 0.5\n", ") > 1\n")),
+    "401: quiet rule at 10%": ("unauthorized", alerts.ALERT_UNAUTHORIZED, lambda b: b.replace("> 0.5\n", "> 0.1\n")),
     "401: quiet rule without floor": (
         "unauthorized",
-        catalog.ALERT_UNAUTHORIZED,
+        alerts.ALERT_UNAUTHORIZED,
         lambda b: re.sub(r"\n +and\n +sum by \(region\) \(increase\([^\n]*\[1h\]\)\) >= 3", "", b),
     ),
-    "429: no floor": ("rate_limited", catalog.ALERT_RATE_LIMITED, _drop_floor),
-    "429: no for": ("rate_limited", catalog.ALERT_RATE_LIMITED, _no_wait),
-    "429: threshold 3%": ("rate_limited", catalog.ALERT_RATE_LIMITED, lambda b: b.replace("> 0.10", "> 0.03")),
+    "429: no floor": ("rate_limited", alerts.ALERT_RATE_LIMITED, _drop_floor),
+    "429: no for": ("rate_limited", alerts.ALERT_RATE_LIMITED, _no_wait),
+    "429: threshold 3%": ("rate_limited", alerts.ALERT_RATE_LIMITED, lambda b: b.replace("> 0.10", "> 0.03")),
     "callback: increase only": (
         "missing_callback_url",
-        catalog.ALERT_MISSING_CALLBACK_URL,
+        alerts.ALERT_MISSING_CALLBACK_URL,
         lambda b: re.sub(r"sum by \(region\) \(\n.*?\n {10}\) > 0", _increase_only, b, flags=re.S),
     ),
-    "callback: gaps make series new": ("missing_callback_url", catalog.ALERT_MISSING_CALLBACK_URL, _no_gap_guard),
-    "upstream: no floor": ("upstream_unreachable", catalog.ALERT_UPSTREAM_UNREACHABLE, _drop_floor),
-    "upstream: no for": ("upstream_unreachable", catalog.ALERT_UPSTREAM_UNREACHABLE, _no_wait),
+    "callback: gaps make series new": ("missing_callback_url", alerts.ALERT_MISSING_CALLBACK_URL, _no_gap_guard),
+    "upstream: no floor": ("upstream_unreachable", alerts.ALERT_UPSTREAM_UNREACHABLE, _drop_floor),
+    "upstream: no for": ("upstream_unreachable", alerts.ALERT_UPSTREAM_UNREACHABLE, _no_wait),
     "upstream: needs answers": (
         "upstream_unreachable",
-        catalog.ALERT_UPSTREAM_UNREACHABLE,
+        alerts.ALERT_UPSTREAM_UNREACHABLE,
         lambda b: re.sub(r"\n +or\n +0 \* sum by \(region\) \(rate\(sinch_sms_upstream_errors_total\[5m\]\)\)", "", b),
     ),
-    "4xx: no floor": ("client_error_burst", catalog.ALERT_CLIENT_ERROR_BURST, _drop_floor),
-    "4xx: no for": ("client_error_burst", catalog.ALERT_CLIENT_ERROR_BURST, _no_wait),
+    "4xx: no floor": ("client_error_burst", alerts.ALERT_CLIENT_ERROR_BURST, _drop_floor),
+    "4xx: no for": ("client_error_burst", alerts.ALERT_CLIENT_ERROR_BURST, _no_wait),
     "4xx: own-alert codes too": (
         "client_error_burst",
-        catalog.ALERT_CLIENT_ERROR_BURST,
+        alerts.ALERT_CLIENT_ERROR_BURST,
         lambda b: b.replace(', status!~"401|429", code!~"blocked_account|missing_callback_url"', ""),
     ),
     "down: no for": ("exporter_down", EXPORTER_DOWN, _no_wait),

@@ -3,7 +3,7 @@
 Pure data, one source of truth: classification keeps these codes verbatim, the simulator
 answers them, the runbook and the alert descriptions are rendered from them. Written from
 Sinch's "HTTP Status Codes for the SMS REST API" page and the Sinch community article on
-HTTP response statuses.
+HTTP response statuses (see ../shared/seeds in the design repository).
 
 Imports nothing from mitmproxy or prometheus_client on purpose.
 """
@@ -14,16 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-#: Alert names are a contract (docs/architecture.md); rules and the runbook refer to them.
-ALERT_ACCOUNT_BLOCKED = "SinchSmsAccountBlocked"
-ALERT_SERVER_ERROR_SPIKE = "SinchSmsServerErrorSpike"
-ALERT_UNAUTHORIZED = "SinchSmsUnauthorized"
-ALERT_RATE_LIMITED = "SinchSmsRateLimited"
-ALERT_MISSING_CALLBACK_URL = "SinchSmsMissingCallbackUrl"
-ALERT_UPSTREAM_UNREACHABLE = "SinchSmsUpstreamUnreachable"
-ALERT_EXPORTER_DOWN = "SinchSmsExporterDown"
-#: Not named by the contract: a burst of 4xx answers by code (a deploy broke request building).
-ALERT_CLIENT_ERROR_BURST = "SinchSmsClientErrorBurst"
+from sinch_sms_exporter.contract import alerts
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +74,7 @@ _STATUSES = (
         "is wrong. The JSON body's `code` says which.",
         "Look at the `code` (below) and at the `text` field of the answer, which names the offending field.",
         body="json_code",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
     StatusInfo(
         401,
@@ -93,7 +84,7 @@ _STATUSES = (
         "project ID) in the URL. With OAuth 2.0, make sure the service refreshes its access "
         "token before it expires.",
         body="text",
-        alert=ALERT_UNAUTHORIZED,
+        alert=alerts.ALERT_UNAUTHORIZED,
     ),
     StatusInfo(
         403,
@@ -102,7 +93,7 @@ _STATUSES = (
         "resource does not exist or the account is blocked. The JSON body's `code` says why.",
         "Look at the `code` (below): `blocked_account` needs your account manager, the others point at the request.",
         body="json_code",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
     StatusInfo(
         404,
@@ -112,7 +103,7 @@ _STATUSES = (
         "Check the endpoint path; wait until the resource is ready and retry; check whether "
         "the data was cleaned up by the retention policy.",
         body="none",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
     StatusInfo(
         405,
@@ -120,7 +111,7 @@ _STATUSES = (
         "The endpoint path is valid but the HTTP method is wrong for it (for example DELETE on an inbound).",
         "Check that the HTTP method matches what the endpoint does.",
         body="text",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
     StatusInfo(
         415,
@@ -128,7 +119,7 @@ _STATUSES = (
         "The Content-Type header is missing or unsupported; the SMS API uses application/json.",
         "Send `Content-Type: application/json` with every request that has a body.",
         body="text",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
     StatusInfo(
         429,
@@ -137,7 +128,7 @@ _STATUSES = (
         "Space out requests and send at a slower rate; retry with backoff. If the load is "
         "legitimate, ask Sinch about your throughput limits.",
         body="text",
-        alert=ALERT_RATE_LIMITED,
+        alert=alerts.ALERT_RATE_LIMITED,
     ),
     StatusInfo(
         500,
@@ -145,7 +136,7 @@ _STATUSES = (
         "An unexpected error occurred inside Sinch and the request was not processed.",
         "Retry the request. If 500s persist, contact your Sinch account manager.",
         body="text",
-        alert=ALERT_SERVER_ERROR_SPIKE,
+        alert=alerts.ALERT_SERVER_ERROR_SPIKE,
     ),
     StatusInfo(
         503,
@@ -153,7 +144,7 @@ _STATUSES = (
         "Sinch cannot perform the request right now, most likely because a required subsystem is unavailable.",
         "Retry later with backoff and contact your Sinch account manager.",
         body="text",
-        alert=ALERT_SERVER_ERROR_SPIKE,
+        alert=alerts.ALERT_SERVER_ERROR_SPIKE,
     ),
 )
 
@@ -165,7 +156,7 @@ _CODES = (
         "missing, the body is over the maximum length, or the message expires in the past.",
         "The `text` field of the answer names the constraint; required fields are marked in the API reference.",
         "Missing required field: to.",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
     CodeInfo(
         "syntax_invalid_json",
@@ -174,7 +165,7 @@ _CODES = (
         "Validate the JSON the service builds (a JSON validator or linter pinpoints the syntax "
         "error); look for string concatenation instead of a JSON encoder.",
         "Unexpected character at position 12.",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
     CodeInfo(
         "syntax_invalid_parameter_format",
@@ -182,7 +173,7 @@ _CODES = (
         "The format of a field value is invalid, for example a phone number (MSISDN) without its country or area code.",
         "The `text` field of the answer names the field; send phone numbers in E.164 format.",
         "Invalid format of parameter: to.",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
     CodeInfo(
         "blocked_account",
@@ -190,7 +181,7 @@ _CODES = (
         "The Sinch account has been blocked: no message will be sent until it is unblocked.",
         "Reach out to your Sinch account manager at once.",
         "The account is blocked.",
-        alert=ALERT_ACCOUNT_BLOCKED,
+        alert=alerts.ALERT_ACCOUNT_BLOCKED,
     ),
     CodeInfo(
         "illegal_number_type",
@@ -198,7 +189,7 @@ _CODES = (
         "A phone number (MSISDN) of a type that is not allowed in the chosen region was used.",
         "Send to a different MSISDN; check which number types your region allows.",
         "Illegal number type for the region.",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
     CodeInfo(
         "missing_callback_url",
@@ -207,7 +198,7 @@ _CODES = (
         "Set a callback URL for the service plan in the Sinch dashboard, or pass `callback_url` "
         "in the request body (it applies to that batch only).",
         "Requesting delivery report without any callback URL.",
-        alert=ALERT_MISSING_CALLBACK_URL,
+        alert=alerts.ALERT_MISSING_CALLBACK_URL,
     ),
     CodeInfo(
         "unknown_group",
@@ -215,7 +206,7 @@ _CODES = (
         "A referenced group ID is unknown to the API: the ID is invalid or the group was deleted.",
         "Check that the group ID in the request belongs to an existing group.",
         "Unknown group.",
-        alert=ALERT_CLIENT_ERROR_BURST,
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
 )
 

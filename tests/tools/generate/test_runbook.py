@@ -1,4 +1,4 @@
-"""The runbook and the alerts' annotations agree with the catalog, and every link lands."""
+"""The runbook and the alerts' annotations agree with the catalog and contract.alerts, and every link lands."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from sinch_sms_exporter.contract import catalog, labels
+from sinch_sms_exporter.contract import alerts, catalog, labels
 from tests.helpers.paths import REPO
+from tools import generate
+from tools.generate import alert_rules as annotations_of
 from tools.generate import runbook
 
 RUNBOOK = REPO / "docs" / "runbook.md"
@@ -39,13 +41,13 @@ def section(markdown: str, anchor: str) -> str:
 
 
 def test_committed_runbook_is_the_generated_one() -> None:
-    assert RUNBOOK.read_text() == runbook.render(), "run `python -m tools.generate.runbook --write`"
+    assert RUNBOOK.read_text() == runbook.render(), "run `make generate`"
 
 
 def test_committed_alert_annotations_are_the_generated_ones() -> None:
-    assert runbook.stale(REPO) == []
+    assert annotations_of.sync_alerts(ALERTS.read_text()) == ALERTS.read_text(), "run `make generate`"
     for rule in alert_rules():
-        assert rule["annotations"] == runbook.annotations(runbook.ALERTS_BY_NAME[rule["alert"]]), rule["alert"]
+        assert rule["annotations"] == annotations_of.annotations(alerts.ALERTS_BY_NAME[rule["alert"]]), rule["alert"]
 
 
 def test_every_status_and_code_has_a_section_with_meaning_tip_and_alert() -> None:
@@ -64,12 +66,12 @@ def test_every_code_section_shows_the_answer_sinch_sends() -> None:
 
 def test_every_alert_has_a_section_listing_what_makes_it_fire() -> None:
     text = RUNBOOK.read_text()
-    for alert in runbook.ALERTS:
+    for alert in alerts.ALERTS:
         body = section(text, alert.anchor)
         assert f"**Severity:** {alert.severity}" in body
-        for cause in alert.causes:
+        for cause in generate.causes(alert):
             assert f"(#{cause.anchor})" in body and cause.tip in body, (alert.name, cause.anchor)
-        if not alert.causes:
+        if not generate.causes(alert):
             assert alert.meaning in body and alert.todo in body
 
 
@@ -78,7 +80,7 @@ def test_every_runbook_url_opens_an_existing_section() -> None:
     for rule in alert_rules():
         url = rule["annotations"]["runbook_url"]
         base, _, anchor = url.partition("#")
-        assert base == runbook.RUNBOOK_URL and base.endswith("/docs/runbook.md"), url
+        assert base == generate.RUNBOOK_URL and base.endswith("/docs/runbook.md"), url
         assert anchor in existing, f"{rule['alert']}: {url} points at no section"
 
 
@@ -95,17 +97,17 @@ def test_runbook_links_land() -> None:
 def test_descriptions_carry_the_catalog_tips() -> None:
     """What the on-call engineer reads in the page is the catalog's advice, verbatim."""
     for rule in alert_rules():
-        alert = runbook.ALERTS_BY_NAME[rule["alert"]]
+        alert = alerts.ALERTS_BY_NAME[rule["alert"]]
         description = " ".join(rule["annotations"]["description"].split())
-        for cause in alert.causes:
+        for cause in generate.causes(alert):
             if isinstance(cause, catalog.StatusInfo) and catalog.codes_for_status(cause.status):
                 continue  # 400/403 themselves: their codes carry the advice
             assert " ".join(cause.tip.split()) in description, (rule["alert"], cause.anchor)
 
 
 def test_client_error_burst_advice_has_a_branch_per_code() -> None:
-    alert = runbook.ALERTS_BY_NAME[catalog.ALERT_CLIENT_ERROR_BURST]
-    description = alert.description()
+    alert = alerts.ALERTS_BY_NAME[alerts.ALERT_CLIENT_ERROR_BURST]
+    description = annotations_of.description(alert)
     for code in catalog.CODES.values():
         if code.alert == alert.name:
             assert f'eq $labels.code "{code.code}"' in description
@@ -114,28 +116,28 @@ def test_client_error_burst_advice_has_a_branch_per_code() -> None:
 
 
 def test_upstream_reasons_are_the_metric_reasons() -> None:
-    assert tuple(runbook.UPSTREAM_REASONS) == labels.UPSTREAM_ERROR_REASONS
+    assert tuple(alerts.UPSTREAM_REASONS) == labels.UPSTREAM_ERROR_REASONS
     text = RUNBOOK.read_text()
     for reason in labels.UPSTREAM_ERROR_REASONS:
         assert f"upstream-{reason}" in anchors(text)
 
 
-def _module(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tools.generate.runbook", *args], capture_output=True, text=True, cwd=REPO
-    )
+def _module(*args: str, module: str = "tools.generate") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO)
 
 
 def test_cli_prints_the_runbook() -> None:
-    result = _module()
+    result = _module(module="tools.generate.runbook")
     assert result.returncode == 0 and result.stdout == runbook.render()
 
 
 def test_cli_check_and_write(tmp_path: Path) -> None:
+    """`make check` and `make generate` (python -m tools.generate [--check]) on a copy of the repository."""
     assert _module("--check").returncode == 0
     (tmp_path / "docs").mkdir()
     (tmp_path / "prometheus").mkdir()
     shutil.copy(RUNBOOK, tmp_path / "docs" / "runbook.md")
+    shutil.copy(REPO / "prometheus" / "recording.yml", tmp_path / "prometheus" / "recording.yml")
     alerts = ALERTS.read_text()
     # Someone edits a description by hand and the runbook by hand: both are stale now.
     edited = alerts.replace("Reach", "Maybe reach", 1)
@@ -145,9 +147,9 @@ def test_cli_check_and_write(tmp_path: Path) -> None:
         out.write("hand-written line\n")
     result = _module("--check", "--root", str(tmp_path))
     assert result.returncode == 1
-    assert "docs/runbook.md" in result.stdout and "prometheus/alerts.yml" in result.stdout
-    # --write regenerates both, byte for byte what the repository holds; comments survive.
-    assert _module("--write", "--root", str(tmp_path)).returncode == 0
+    assert "docs/runbook.md" in result.stderr and "prometheus/alerts.yml" in result.stderr
+    # Writing regenerates both, byte for byte what the repository holds; comments survive.
+    assert _module("--root", str(tmp_path)).returncode == 0
     assert (tmp_path / "docs" / "runbook.md").read_text() == RUNBOOK.read_text()
     assert (tmp_path / "prometheus" / "alerts.yml").read_text() == alerts
     assert _module("--check", "--root", str(tmp_path)).returncode == 0
@@ -157,29 +159,31 @@ def test_sync_fills_empty_annotations_and_keeps_comments() -> None:
     text = "groups:\n  - name: g\n    rules:\n      # keep me\n      - alert: SinchSmsAccountBlocked\n"
     text += "        expr: vector(1)\n        annotations: {}\n\n"
     text += "      # and me\n      - record: r\n        expr: vector(1)\n"
-    synced = runbook.sync_alerts(text)
+    synced = annotations_of.sync_alerts(text)
     assert "# keep me" in synced and "# and me" in synced
     doc = YAML(typ="safe").load(synced)
     assert doc["groups"][0]["rules"][0]["annotations"]["runbook_url"].endswith("#code-blocked_account")
-    assert runbook.sync_alerts(synced) == synced
+    assert annotations_of.sync_alerts(synced) == synced
 
 
 def test_sync_refuses_an_alert_without_a_runbook_entry() -> None:
     with pytest.raises(ValueError, match="SinchSmsSomethingNew"):
-        runbook.sync_alerts("groups:\n  - name: g\n    rules:\n      - alert: SinchSmsSomethingNew\n        expr: x\n")
+        annotations_of.sync_alerts(
+            "groups:\n  - name: g\n    rules:\n      - alert: SinchSmsSomethingNew\n        expr: x\n"
+        )
 
 
 def test_other_statuses_and_no_code_have_sections() -> None:
     """Statuses the catalog does not document (a gateway's 502, 504, …) and answers without a
     code get sections too: the dashboards' data links open them."""
     text = RUNBOOK.read_text()
-    assert not set(runbook.OTHER_STATUSES) & set(catalog.STATUSES)
-    for status, (reason, meaning) in runbook.OTHER_STATUSES.items():
+    assert not set(alerts.OTHER_STATUSES) & set(catalog.STATUSES)
+    for status, (reason, meaning) in alerts.OTHER_STATUSES.items():
         assert 400 <= status <= 599 and f'<a id="status-{status}"></a>{status} {reason}' in text
         assert " ".join(meaning.split()) in " ".join(text.split())
     for status in (502, 504):
         body = section(text, f"status-{status}")
-        assert f"`{catalog.ALERT_SERVER_ERROR_SPIKE}`" in body and "upstream" in body.lower()
-    body = section(text, f"code-{runbook.NO_CODE}")
+        assert f"`{alerts.ALERT_SERVER_ERROR_SPIKE}`" in body and "upstream" in body.lower()
+    body = section(text, f"code-{labels.NO_CODE_SHOWN}")
     assert 'code=""' in body and "(#other-statuses)" in body
     assert "--code-cap" in section(text, "code-other")
