@@ -30,10 +30,11 @@ def _address(text: str) -> tuple[str, int]:
     return socket.inet_ntop(family, host), int(hex_port, 16)
 
 
-def _table(name: str) -> dict[str, Socket]:
-    """inode → Socket for one of /proc/net/{tcp,tcp6,udp,udp6}."""
+def _table(name: str) -> list[tuple[str, Socket]]:
+    """(inode, Socket) of each line of /proc/net/{tcp,tcp6,udp,udp6}; sockets no process
+    holds (TIME_WAIT) have inode 0."""
     protocol = name.rstrip("6")
-    sockets: dict[str, Socket] = {}
+    sockets: list[tuple[str, Socket]] = []
     path = Path("/proc/net") / name
     if not path.exists():  # no IPv6 in this kernel
         return sockets
@@ -43,13 +44,13 @@ def _table(name: str) -> dict[str, Socket]:
         state = fields[3]
         udp_label = "ESTABLISHED" if state == "01" else "UNCONN"
         label = TCP_STATES.get(state, state) if protocol == "tcp" else udp_label
-        sockets[fields[9]] = Socket(protocol, host, port, label)
+        sockets.append((fields[9], Socket(protocol, host, port, label)))
     return sockets
 
 
 def all_sockets() -> list[Socket]:
     """Every TCP and UDP socket of this network namespace, whoever owns it."""
-    return [s for name in ("tcp", "tcp6", "udp", "udp6") for s in _table(name).values()]
+    return [s for name in ("tcp", "tcp6", "udp", "udp6") for _, s in _table(name)]
 
 
 def sockets_of(pid: int) -> list[Socket]:
@@ -63,5 +64,5 @@ def sockets_of(pid: int) -> list[Socket]:
             continue
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
-    tables = {inode: s for name in ("tcp", "tcp6", "udp", "udp6") for inode, s in _table(name).items()}
+    tables = {inode: s for name in ("tcp", "tcp6", "udp", "udp6") for inode, s in _table(name) if inode != "0"}
     return sorted((tables[i] for i in inodes if i in tables), key=lambda s: (s.protocol, s.port, s.host))

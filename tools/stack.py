@@ -148,9 +148,12 @@ class Pager:
 
 def check_ports_free(ports: dict[str, int]) -> None:
     """Before starting anything: a taken port (Debian starts its own prometheus on 9090 and
-    prometheus-alertmanager on 9093) is one line naming the flag, not a component's log."""
+    prometheus-alertmanager on 9093) is one line naming the flag, not a component's log.
+    SO_REUSEADDR as the components' own binds (sinch-sms-proxy's check, mitmproxy, Prometheus):
+    connections still closing (TIME_WAIT, a minute after `make demo`) do not make a port taken."""
     for flag, port in ports.items():
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
