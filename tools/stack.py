@@ -300,7 +300,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
             generator = demo.generator(proxy_url, args.rate, PLAN)
             stack.enter_context(_background(generator))
         stopping = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the children too: not an error
+        for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches only us: the children have their own group
             signal.signal(sig, lambda *_: stopping.set())
         started = last = time.monotonic()
         while not stopping.wait(0.5):
