@@ -3,7 +3,8 @@
 The Sinch simulator, the proxy in front of it, the demo traffic (traffic.py, as `make demo`),
 a real Prometheus running the repo's prometheus/prometheus.yml and rules, and, where Debian's
 prometheus-alertmanager is installed, Alertmanager with the repo's alertmanager/alertmanager.yml
-and a local "pager" that prints every notification. So the alerts fire for real, as in compose.
+and a local "pager" that prints every page (alertmanager.yml pages the critical alerts; warnings
+go to its `default` receiver, which notifies nobody). So the alerts fire for real, as in compose.
 
 The repo's configs name compose services (`proxy:19880`, `alertmanager:9093`); this module
 rewrites a copy of them for 127.0.0.1 ports (and absolute rule paths) under the work directory.
@@ -106,7 +107,7 @@ def alertmanager_config(repo: Path, pager_url: str) -> dict[str, Any]:
 
 
 class Pager:
-    """A webhook receiver playing the paging system: prints each notification and appends it
+    """A webhook receiver playing the paging system: prints each page and appends it
     (receiver, status, alert labels) to pages.jsonl."""
 
     def __init__(self, port: int, log: Path, echo: Callable[[str], None]) -> None:
