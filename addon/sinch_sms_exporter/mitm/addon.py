@@ -36,6 +36,7 @@ from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, Metrics, parse_buckets
 from sinch_sms_exporter.mitm import logredact
 from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
+from sinch_sms_exporter.mitm.upstream_log import UpstreamFailureLog
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class SinchSmsExporter:
         self.metrics: Metrics | None = None
         self.server: MetricsServer | None = None
         self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
+        self.failures = UpstreamFailureLog(logger)
         self._body_limit = responses.DEFAULT_BODY_LIMIT
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
@@ -239,6 +241,7 @@ class SinchSmsExporter:
         self._running = False
         self._loop = None
         self.deadline.stop()
+        self.failures.close()
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -322,6 +325,7 @@ class SinchSmsExporter:
             self.metrics.record_client_abort(region, endpoint, method)
         else:
             self.metrics.record_upstream_error(region, endpoint, method, reason)
+            self.failures.failed(reason, flow.request.host, flow.request.port, region)
 
     # --- helpers -------------------------------------------------------------------------
 
