@@ -1,7 +1,8 @@
 """The mitmproxy addon: options, configure, and thin hooks (classify, then record).
 
-Loaded by `sinch-sms-proxy` (proxy.py) or by plain mitmproxy:
-    mitmdump -s "$(sinch-sms-proxy --print-addon-path)" --mode reverse:https://us.sms.api.sinch.com
+Loaded by `sinch-sms-proxy` (master.py) or by plain mitmproxy (README):
+    mitmdump -q -s "$(sinch-sms-proxy --print-addon-path)" --listen-host 127.0.0.1 \\
+             --mode reverse:https://us.sms.api.sinch.com
 
 Hooks never raise on upstream data and never change what passes through: the only thing
 set on a flow is how its response body is carried (buffered or streamed), never its bytes.
