@@ -6,18 +6,27 @@ TOOLS  := .tools/bin
 PY_SPY_VERSION := 0.4.3
 STAMP  := $(VENV)/.installed
 
-.PHONY: help run demo stack generate check test test-fast test-mitmproxy12 bench-mitmproxy12 lint format bench system-deps tools clean
+.PHONY: help venv run demo stack generate check test test-fast test-mitmproxy12 bench-mitmproxy12 lint format bench system-deps tools clean
 
 help:
 	@echo "make run    - the proxy in front of https://us.sms.api.sinch.com (127.0.0.1:8080, metrics :19880)"
+	@echo "              other regions: make run ARGS=\"--upstream https://eu.sms.api.sinch.com\""
 	@echo "make demo   - proxy + Sinch simulator + realistic traffic (prints where to look)"
 	@echo "make stack  - make demo + a real Prometheus (and Alertmanager) with the repo's configs: alerts fire"
 	@echo "make generate - regenerate docs/runbook.md, alert annotations, the PrometheusRule, dashboards/*.json"
 	@echo "make check  - fail when any generated file is stale (make test runs it)"
 	@echo "make test   - everything CI runs (installs Debian's prometheus if missing and root)"
-	@echo "make lint   - ruff check and format check"
+	@echo "make test-fast - pytest without the slow tests (no ruff, no system packages)"
 	@echo "make test-mitmproxy12 - the suite on Python 3.12 + mitmproxy 12, where a python3.12 exists"
+	@echo "make lint   - ruff check and format check"
+	@echo "make format - ruff: fix what it can and reformat"
 	@echo "make bench  - throughput/latency/CPU/RSS table (hey, nginx-light); make bench-mitmproxy12 on Python 3.12"
+	@echo "make venv   - the virtualenv .venv with the package (editable) and its test tools; the others need it"
+	@echo "make system-deps - the Debian packages the tests drive (prometheus, alertmanager, hey, nginx-light; as root)"
+	@echo "make tools  - linters pinned apart from mitmproxy's dependencies, in .tools"
+	@echo "make clean  - remove .venv, .venv312, .tools and caches"
+	@echo "make help   - this list (also plain make)"
+	@echo "Each target's flags go in ARGS=\"…\" (run, demo, stack, bench), pytest's in PYTEST_ARGS=\"…\"."
 
 # Debian's own python3 has no venv module until python3-venv is installed: as root, install it.
 $(STAMP): pyproject.toml

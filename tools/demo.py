@@ -7,7 +7,8 @@ steady mix of traffic (traffic.py), and prints where to look and a summary of /m
 few seconds.
 
 It runs until Ctrl-C (SIGINT) or SIGTERM, or for --duration seconds; either way it prints a
-last summary, stops the proxy and the simulator, and exits 0.
+last summary, stops the proxy and the simulator, removes its work directory (their logs) and
+exits 0. After a component failed, the logs are kept and their directory named.
 
 What the demo runs is defined here once (SIMULATOR_ARGS, PROXY_ARGS, opening_round,
 generator): `make stack` and the dashboards' test (tests/monitoring/test_dashboards.py) run the same.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import signal
 import sys
 import tempfile
@@ -138,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             opening_round(proxy_url)  # every catalog answer, a fault, an abort and a 404, right away
             print(
                 f"\nDemo running. The proxy: {proxy_url} (upstream: the simulator on :{args.simulator_port})\n"
-                f"  logs:      {workdir}/proxy.log, {workdir}/simulator.log\n"
+                f"  logs:      {workdir}/proxy.log, {workdir}/simulator.log (removed when the demo ends)\n"
                 f"  metrics:   curl -s {metrics_url} | grep ^sinch_sms\n"
                 f"  try:       curl -si -H 'X-Sinch-Sim: 403:blocked_account' {proxy_url}/xms/v1/PLAN/batches\n"
                 f"  Prometheus: scrape 127.0.0.1:{args.metrics_port}; load prometheus/alerts.yml; import dashboards/\n"
@@ -155,10 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             report({})
             print("make demo: stopping the proxy and the simulator", flush=True)
     except ComponentError as exc:
-        print(f"make demo: error: {exc}", file=sys.stderr)
+        print(f"make demo: error: {exc}\n(logs kept in {workdir})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
+    shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -38,10 +38,15 @@ class Child:
 
 @contextlib.contextmanager
 def child(name: str, argv: list[str], workdir: Path) -> Iterator[Child]:
-    """Run `argv` in `workdir` (log: `workdir/NAME.log`); terminate it on leaving."""
+    """Run `argv` in `workdir` (log: `workdir/NAME.log`); terminate it on leaving.
+
+    The child gets a process group of its own: a terminal's Ctrl-C (SIGINT to the whole
+    foreground group) reaches only the parent, which ends the traffic, prints its last
+    summary while the components still answer, and then stops them, in that order."""
     log = workdir / f"{name}.log"
     with open(log, "wb") as out:
-        proc = Child(name, subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir), log)
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, process_group=0)
+        proc = Child(name, popen, log)
     try:
         yield proc
     finally:

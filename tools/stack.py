@@ -3,7 +3,8 @@
 The Sinch simulator, the proxy in front of it, the demo traffic (traffic.py, as `make demo`),
 a real Prometheus running the repo's prometheus/prometheus.yml and rules, and, where Debian's
 prometheus-alertmanager is installed, Alertmanager with the repo's alertmanager/alertmanager.yml
-and a local "pager" that prints every notification. So the alerts fire for real, as in compose.
+and a local "pager" that prints every page (alertmanager.yml pages the critical alerts; warnings
+go to its `default` receiver, which notifies nobody). So the alerts fire for real, as in compose.
 
 The repo's configs name compose services (`proxy:19880`, `alertmanager:9093`); this module
 rewrites a copy of them for 127.0.0.1 ports (and absolute rule paths) under the work directory.
@@ -106,7 +107,7 @@ def alertmanager_config(repo: Path, pager_url: str) -> dict[str, Any]:
 
 
 class Pager:
-    """A webhook receiver playing the paging system: prints each notification and appends it
+    """A webhook receiver playing the paging system: prints each page and appends it
     (receiver, status, alert labels) to pages.jsonl."""
 
     def __init__(self, port: int, log: Path, echo: Callable[[str], None]) -> None:
@@ -148,9 +149,12 @@ class Pager:
 
 def check_ports_free(ports: dict[str, int]) -> None:
     """Before starting anything: a taken port (Debian starts its own prometheus on 9090 and
-    prometheus-alertmanager on 9093) is one line naming the flag, not a component's log."""
+    prometheus-alertmanager on 9093) is one line naming the flag, not a component's log.
+    SO_REUSEADDR as the components' own binds (sinch-sms-proxy's check, mitmproxy, Prometheus):
+    connections still closing (TIME_WAIT, a minute after `make demo`) do not make a port taken."""
     for flag, port in ports.items():
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
@@ -297,7 +301,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
             generator = demo.generator(proxy_url, args.rate, PLAN)
             stack.enter_context(_background(generator))
         stopping = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the children too: not an error
+        for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches only us: the children have their own group
             signal.signal(sig, lambda *_: stopping.set())
         started = last = time.monotonic()
         while not stopping.wait(0.5):

@@ -4,6 +4,7 @@ the simulator and the proxy, prints where to look, drives traffic, and stops cle
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import socket
@@ -29,7 +30,14 @@ class Demo:
                 "--metrics-port", str(self.ports["metrics"]), "--simulator-port", str(self.ports["simulator"]),
                 "--rate", "60", "--report-every", "1", "--seed", "5", *args]  # fmt: skip
         with open(self.out, "wb") as out:
-            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+            # a session of its own, as a terminal's foreground job: Ctrl-C is SIGINT to its group
+            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+
+    def workdir(self) -> Path:
+        """The demo's work directory (its components' logs), from the 'where to look' lines."""
+        logs = re.search(r"logs:\s+(\S+)/proxy\.log", self.output())
+        assert logs, self.output()[-3000:]
+        return Path(logs.group(1))
 
     def output(self) -> str:
         return self.out.read_text(errors="replace")
@@ -74,6 +82,8 @@ def _assert_clean_stop(demo: Demo, code: int) -> None:
     assert "make demo: stopping the proxy and the simulator" in text
     # the components went with it: nothing listens on their ports any more
     assert [p for p in demo.ports.values() if _listening(p)] == []
+    # and so did its work directory (/tmp/sinch-demo-*: the components' logs)
+    assert demo.workdir().name.startswith("sinch-demo-") and not demo.workdir().exists()
 
 
 def test_demo_prints_where_to_look_shows_every_kind_of_answer_and_stops_on_sigint(tmp_path) -> None:
@@ -148,3 +158,42 @@ def test_demo_ends_by_itself_after_duration(tmp_path) -> None:
     assert 1.5 < elapsed < 15, elapsed
     # the last summary is printed after the traffic ends, with the counts of the whole run
     assert "sinch_sms_responses_total by status and code:" in demo.output()
+
+
+def _summaries(text: str) -> list[float]:
+    """The total count of each `sinch_sms_responses_total by status and code:` block."""
+    blocks = text.split("sinch_sms_responses_total by status and code:\n")[1:]
+    totals = []
+    for block in blocks:
+        counts = re.findall(r"^  [1-5]\d\d .*?(\d+)$", block.split("\n\n")[0], re.MULTILINE)
+        totals.append(sum(float(c) for c in counts))
+    return totals
+
+
+def test_ctrl_c_to_the_whole_group_prints_the_last_summary_and_stops_cleanly(tmp_path) -> None:
+    """A terminal's Ctrl-C is SIGINT to the whole foreground process group, components
+    included: the demo still prints a last summary with every answer counted so far (the
+    proxy answers it), then stops the components and removes its work directory."""
+    demo = Demo(tmp_path)
+    try:
+        demo.wait_running()
+        counted = wait_until(
+            lambda: (n := total(scrape(demo.ports["metrics"]), "sinch_sms_responses_total")) >= 60 and n,
+            timeout=20,
+            what="some steady traffic",
+        )
+        # the group's SIGINT reaches only the demo: its components have process groups of their own
+        children = Path(f"/proc/{demo.popen.pid}/task/{demo.popen.pid}/children").read_text().split()
+        assert len(children) == 2 and all(os.getpgid(int(c)) != demo.popen.pid for c in children), children
+        before = len(demo.output())
+        os.killpg(demo.popen.pid, signal.SIGINT)
+        code = demo.wait_exit()
+    finally:
+        if demo.popen.poll() is None:
+            os.killpg(demo.popen.pid, signal.SIGKILL)
+        demo.kill()
+    _assert_clean_stop(demo, code)
+    after = demo.output()[before:]
+    assert after.rstrip().endswith("make demo: stopping the proxy and the simulator"), after[-2000:]
+    last = _summaries(after)
+    assert last and last[-1] >= counted, after[-2000:]

@@ -1,7 +1,8 @@
 """The mitmproxy addon: options, configure, and thin hooks (classify, then record).
 
-Loaded by `sinch-sms-proxy` (proxy.py) or by plain mitmproxy:
-    mitmdump -s "$(sinch-sms-proxy --print-addon-path)" --mode reverse:https://us.sms.api.sinch.com
+Loaded by `sinch-sms-proxy` (master.py) or by plain mitmproxy (README):
+    mitmdump -q -s "$(sinch-sms-proxy --print-addon-path)" --listen-host 127.0.0.1 \\
+             --mode reverse:https://us.sms.api.sinch.com
 
 Hooks never raise on upstream data and never change what passes through: the only thing
 set on a flow is how its response body is carried (buffered or streamed), never its bytes.
@@ -36,6 +37,7 @@ from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, Metrics, parse_buckets
 from sinch_sms_exporter.mitm import logredact
 from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
+from sinch_sms_exporter.mitm.upstream_log import UpstreamFailureLog
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +125,7 @@ class SinchSmsExporter:
         self.metrics: Metrics | None = None
         self.server: MetricsServer | None = None
         self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
+        self.failures = UpstreamFailureLog(logger)
         self._body_limit = responses.DEFAULT_BODY_LIMIT
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
@@ -239,6 +242,7 @@ class SinchSmsExporter:
         self._running = False
         self._loop = None
         self.deadline.stop()
+        self.failures.close()
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -322,6 +326,7 @@ class SinchSmsExporter:
             self.metrics.record_client_abort(region, endpoint, method)
         else:
             self.metrics.record_upstream_error(region, endpoint, method, reason)
+            self.failures.failed(reason, flow.request.host, flow.request.port, region)
 
     # --- helpers -------------------------------------------------------------------------
 

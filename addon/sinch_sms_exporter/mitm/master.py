@@ -9,14 +9,16 @@ bench/). Works on mitmproxy 11 and 12 (same Master and addon APIs).
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import logging
 import signal
 from collections.abc import Mapping
 from typing import Any
 
-from mitmproxy import addonmanager, exceptions, hooks, master, options
+from mitmproxy import addonmanager, ctx, exceptions, hooks, master, options
 from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, proxyserver, termlog, tlsconfig
+from mitmproxy.proxy import mode_specs
 
 from sinch_sms_exporter.mitm.addon import SinchSmsExporter, proxy_listener_problems
 
@@ -105,9 +107,30 @@ class StartupCheck(errorcheck.ErrorCheck):
         raise StartupError("; ".join(problems) or "errors were logged during startup")
 
 
+def tcp_only(mode: mode_specs.ProxyMode) -> mode_specs.ProxyMode:
+    """`mode`, listening on TCP only. mitmproxy's reverse mode to an https:// upstream also
+    listens on UDP (HTTP/3 over QUIC from the client); a sidecar's clients speak HTTP/1.1 to
+    loopback, so that UDP port would be a listener nobody uses. The copy equals `mode` (the
+    transport is not part of a mode's identity), so mitmproxy finds its server by the spec."""
+    if mode.transport_protocol != "both":
+        return mode
+    tcp = copy.copy(mode)
+    object.__setattr__(tcp, "transport_protocol", mode_specs.TCP)
+    return tcp
+
+
+class TcpProxyserver(proxyserver.Proxyserver):
+    """mitmproxy's proxy server addon, its listeners TCP only (`tcp_only`)."""
+
+    name = "proxyserver"  # Master.run() and /healthz look the addon up by this name
+
+    async def setup_servers(self) -> bool:
+        return await self.servers.update([tcp_only(mode_specs.ProxyMode.parse(m)) for m in ctx.options.mode])
+
+
 class SidecarMaster(master.Master):
-    """Proxy server, protocol detection, TLS, listener guard, h2c safety, startup error
-    check, the terminal log, and the Sinch exporter: nothing that rewrites traffic."""
+    """Proxy server (TCP only), protocol detection, TLS, listener guard, h2c safety, startup
+    error check, the terminal log, and the Sinch exporter: nothing that rewrites traffic."""
 
     def __init__(self, opts: options.Options) -> None:
         super().__init__(opts, with_termlog=False)
@@ -118,7 +141,7 @@ class SidecarMaster(master.Master):
         self.addons.add(
             self._termlog_addon,
             core.Core(),
-            proxyserver.Proxyserver(),
+            TcpProxyserver(),
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
             # Refuses clients from public addresses (block_global) when listening widely.

@@ -199,6 +199,8 @@ class Simulator:
             self._choices = list(scenario)
             self._weights = list(scenario.values())
         self.served = 0
+        #: Open client connections, closed at shutdown rather than waited for.
+        self.connections: set[asyncio.StreamWriter] = set()
 
     def choose(self, request_spec: str | None, endpoint: str = "batches") -> str:
         """The ANSWER spec for one request: its own choice, else 404 for a path outside the API
@@ -212,12 +214,14 @@ class Simulator:
         return "ok"
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections.add(writer)
         try:
             while await self._one_request(reader, writer):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError):
             pass
         finally:
+            self.connections.discard(writer)
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -321,8 +325,22 @@ async def serve(host: str, port: int, simulator: Simulator, tls: ssl.SSLContext 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    await stop.wait()
+    # Stop now: no new connections, and the open ones (idle keep-alive, a `hang` or `slow:`
+    # answer) are cut rather than waited for (Python 3.12's wait_closed would wait for them).
+    server.close()
+    for writer in list(simulator.connections):
+        writer.transport.abort()
+    await server.wait_closed()
+    # asyncio.run() then cancels the handlers still sleeping; Python 3.11's stream callback
+    # logs each cancelled handler as an "Exception in callback" traceback. Those
+    # cancellations are the shutdown itself, not errors.
+    loop.set_exception_handler(_ignore_cancellations)
+
+
+def _ignore_cancellations(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
