@@ -8,7 +8,6 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
-import difflib
 import errno
 import os
 import re
@@ -160,8 +159,8 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     otherwise be ignored silently), with the closest known name when one is close."""
     warnings = []
     for name in sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in settings.VARIABLES):
-        close = difflib.get_close_matches(name, settings.VARIABLES, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        close = settings.closest(name, settings.VARIABLES, ENV_PREFIX)
+        hint = f" (did you mean {close}?)" if close else ""
         warnings.append(f"unknown variable {name} is ignored{hint}")
     return warnings
 

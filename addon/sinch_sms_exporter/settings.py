@@ -12,6 +12,7 @@ Pure data and pure functions: no mitmproxy here (mitm/ turns the rows into optio
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -256,6 +257,14 @@ def message(where: str, value: Any, reason: str) -> str:
     if text == "" or text != text.strip() or any(c.isspace() or c in "'\"" for c in text):
         text = repr(text)
     return f"{where} {text}: {reason}" if where.startswith("-") else f"{where}={text}: {reason}"
+
+
+def closest(name: str, known: Iterable[str], prefix: str) -> str | None:
+    """The known name `name` is most likely a misspelling of, if any: compared without the
+    shared prefix, which would make every name look alike."""
+    tails = {k.removeprefix(prefix): k for k in known}
+    close = difflib.get_close_matches(name.removeprefix(prefix), tails, n=1, cutoff=0.7)
+    return tails[close[0]] if close else None
 
 
 OptionalStr = Optional[str]  # noqa: UP045 - mitmproxy compares option types to Optional[str]

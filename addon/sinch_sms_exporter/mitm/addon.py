@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import difflib
 import errno
 import logging
 import os
@@ -54,7 +53,7 @@ def _deep_check(name: str, value: Any) -> Any:
         try:
             return WebConfig.load(checked)
         except (ValueError, OSError) as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(" ".join(str(exc).split())) from None  # YAML errors span lines
     return checked
 
 
@@ -171,8 +170,8 @@ class SinchSmsExporter:
         for name in sorted(k for k in deferred if k.startswith("sinch_")):
             setting = settings.OPTIONS.get(name)
             if setting is None:
-                close = difflib.get_close_matches(name, settings.OPTIONS, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                close = settings.closest(name, settings.OPTIONS, "sinch_")
+                hint = f" (did you mean {close}?)" if close else ""
                 logger.error(f"unknown option {name}{hint}")
                 self._refused = True
                 del deferred[name]
