@@ -64,7 +64,9 @@ class _Repeat(argparse.Action):
     """`append`, except that the first flag replaces the default (a list from the variable)
     instead of adding to it: flags win over variables."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, _=None) -> None:
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Any = None
+    ) -> None:
         current = getattr(namespace, self.dest, None)
         items = [] if current is None or current is self.default else list(current)
         setattr(namespace, self.dest, [*items, values])

@@ -46,55 +46,55 @@ DEFAULT_UPSTREAM_TIMEOUT = settings.DEFAULT_UPSTREAM_TIMEOUT
 HEALTH_TIMEOUT = 1.0
 
 
-def _deep_check(name: str, value: Any) -> Any:
-    """The table's check, then what only the runtime can check: a web config's contents."""
-    checked = settings.OPTIONS[name].checked(value)
+def checked_option(name: str, value: Any) -> Any:
+    """A sinch_* option's value as the code uses it (seconds, buckets, a pattern, a web
+    config), by its row's check; else ValueError with the one line `name=value: reason` (for
+    a list: the bad item). The web config's contents are checked here, not in the table:
+    reading them needs the exposition module."""
+    setting = settings.OPTIONS[name]
+    used = []
+    for item in value if setting.repeated else [value]:
+        try:
+            used.append(setting.check(item))
+        except ValueError as exc:
+            raise ValueError(settings.message(name, item, str(exc))) from None
     if name == "sinch_metrics_web_config":
         try:
-            return WebConfig.load(checked)
-        except (ValueError, OSError) as exc:
-            raise ValueError(" ".join(str(exc).split())) from None  # YAML errors span lines
-    return checked
+            return WebConfig.load(used[0])
+        except (ValueError, OSError) as exc:  # a YAML error spans lines: one line here
+            raise ValueError(settings.message(name, value, " ".join(str(exc).split()))) from None
+    return used if setting.repeated else used[0]
 
 
-def _problem(name: str, value: Any) -> str | None:
-    """`name=value: reason` if the option value is bad (an item of a list: that item)."""
-    items = value if settings.OPTIONS[name].repeated else [value]
-    for item in items:
-        try:
-            _deep_check(name, [item] if settings.OPTIONS[name].repeated else item)
-        except ValueError as exc:
-            return settings.message(name, item, str(exc))
+def _deferred_problem(name: str, value: Any) -> str | None:
+    """What is wrong with a value mitmproxy holds for an option not declared yet: text from
+    `--set` (a list of strings, converted here as mitmproxy will) or a value from config.yaml."""
+    setting = settings.OPTIONS[name]
+    texts = getattr(value, "val", None)  # mitmproxy's _UnconvertedStrings
+    try:
+        if texts is None or setting.repeated:
+            checked_option(name, value if texts is None else list(texts))
+        elif len(texts) != 1:
+            if texts or setting.kind != settings.OptionalStr:  # `--set name` alone: None
+                return settings.message(name, " ".join(texts), "needs exactly one value")
+        else:
+            try:
+                converted = setting.convert(texts[0])
+            except ValueError as exc:
+                return settings.message(name, texts[0], str(exc))
+            checked_option(name, converted)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
-def _deferred_problem(name: str, setting: settings.Setting, value: Any) -> str | None:
-    """The problem of a value mitmproxy holds for an option not declared yet: text from
-    `--set` (a list of strings, converted here as mitmproxy would) or a value from config.yaml."""
-    texts = getattr(value, "val", None)  # mitmproxy's _UnconvertedStrings
-    if texts is None:
-        return _problem(name, value)
-    if setting.repeated:
-        return _problem(name, list(texts))
-    if not texts:
-        return None if setting.kind == settings.OptionalStr else settings.message(name, "", "needs a value")
-    if len(texts) > 1:
-        return settings.message(name, texts[-1], "set more than once")
+def _option(name: str) -> Any:
+    """checked_option for configure: a bad value is an OptionsError (mitmproxy then keeps
+    the previous value)."""
     try:
-        converted = setting.convert(texts[0])
+        return checked_option(name, getattr(ctx.options, name))
     except ValueError as exc:
-        return settings.message(name, texts[0], str(exc))
-    return _problem(name, converted)
-
-
-def _checked(opts: Any, name: str) -> Any:
-    """The option's value as the code uses it; an OptionsError in one line if bad (mitmproxy
-    then keeps the previous value)."""
-    value = getattr(opts, name)
-    try:
-        return _deep_check(name, value)
-    except ValueError as exc:
-        raise exceptions.OptionsError(_problem(name, value) or settings.message(name, value, str(exc))) from None
+        raise exceptions.OptionsError(str(exc)) from None
 
 
 def _listener_problem(instance: Any) -> str:
@@ -168,30 +168,28 @@ class SinchSmsExporter:
         dropped: mitmproxy's errorcheck then ends the startup with status 1."""
         deferred: dict[str, Any] = getattr(options, "deferred", {})
         for name in sorted(k for k in deferred if k.startswith("sinch_")):
-            setting = settings.OPTIONS.get(name)
-            if setting is None:
+            if name not in settings.OPTIONS:
                 close = settings.closest(name, settings.OPTIONS, "sinch_")
                 hint = f" (did you mean {close}?)" if close else ""
                 logger.error(f"unknown option {name}{hint}")
                 self._refused = True
                 del deferred[name]
                 continue
-            problem = _deferred_problem(name, setting, deferred[name])
+            problem = _deferred_problem(name, deferred[name])
             if problem:
                 logger.error(problem)
                 self._refused = True
                 del deferred[name]
 
     def configure(self, updated: set[str]) -> None:
-        opts = ctx.options
-        body_limit = _checked(opts, "sinch_body_limit")
-        code_cap = _checked(opts, "sinch_code_cap")
-        _checked(opts, "sinch_metrics_port")
-        upstream_timeout = _checked(opts, "sinch_upstream_timeout")
-        buckets = _checked(opts, "sinch_latency_buckets")
-        regions = dict(_checked(opts, "sinch_regions"))
-        counted_hosts = _checked(opts, "sinch_hosts")
-        web_config = _checked(opts, "sinch_metrics_web_config")
+        body_limit = _option("sinch_body_limit")
+        code_cap = _option("sinch_code_cap")
+        _option("sinch_metrics_port")
+        upstream_timeout = _option("sinch_upstream_timeout")
+        buckets = _option("sinch_latency_buckets")
+        regions = dict(_option("sinch_regions"))
+        counted_hosts = _option("sinch_hosts")
+        web_config = _option("sinch_metrics_web_config")
 
         self._body_limit = body_limit
         self._configured_regions = regions
