@@ -1,5 +1,7 @@
 """`sinch-sms-proxy`: friendly flags (and SINCH_PROXY_* environment variables) → mitmproxy
-options, then the lean sidecar proxy.
+options, then the lean sidecar proxy. The flags, variables, defaults and checks are the rows
+of `settings.TABLE`; this module adds what needs several of them or the machine (listeners
+per upstream, free ports, a writable confdir).
 
 Wrong input ends with one line on stderr and a non-zero exit (2: usage, 1: runtime),
 never a traceback.
@@ -30,6 +32,7 @@ from sinch_sms_exporter.settings import (
 )
 
 PROG = "sinch-sms-proxy"
+# The defaults are re-exported: deployment checks compare the image's and manifests' ports with them.
 __all__ = ["DEFAULT_LISTEN_PORT", "DEFAULT_METRICS_PORT", "DEFAULT_UPSTREAM", "ENV_PREFIX", "main"]
 
 
