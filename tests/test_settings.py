@@ -274,3 +274,18 @@ def test_a_web_config_that_exists_but_is_wrong_names_the_option(tmp_path) -> Non
     message = str(excinfo.value)
     assert message.startswith(f"sinch_metrics_web_config={config}: metrics web config {config} is not valid YAML")
     assert "\n" not in message.strip()
+
+
+@pytest.mark.parametrize(
+    ("name", "known", "prefix", "expected"),
+    [
+        ("sinch_metric_port", settings.OPTIONS, "sinch_", "sinch_metrics_port"),
+        ("sinch_region", settings.OPTIONS, "sinch_", "sinch_regions"),
+        ("sinch_nothing_like_it", settings.OPTIONS, "sinch_", None),
+        ("SINCH_PROXY_LISTENPORT", settings.VARIABLES, "SINCH_PROXY_", "SINCH_PROXY_LISTEN_PORT"),
+        ("SINCH_PROXY_METRICS_PROT", settings.VARIABLES, "SINCH_PROXY_", "SINCH_PROXY_METRICS_PORT"),
+        ("SINCH_PROXY_FOO", settings.VARIABLES, "SINCH_PROXY_", None),
+    ],
+)
+def test_a_misspelt_name_finds_its_closest_known_one(name: str, known, prefix: str, expected: str | None) -> None:
+    assert settings.closest(name, known, prefix) == expected

@@ -171,7 +171,7 @@ def parse_upstream(spec: str) -> UpstreamSpec:
     return UpstreamSpec(f"{parts.scheme}://{parts.netloc}", parts.hostname, port, listen_port)
 
 
-def _text(value: str) -> str:
+def _as_is(value: str) -> str:
     return value
 
 
@@ -189,7 +189,7 @@ class Setting:
     help: str
     kind: Any
     default: Any  #: in `kind`'s type
-    check: Callable[[Any], Any] = _text
+    check: Callable[[Any], Any] = _as_is
     #: the mitmproxy option the flag sets as it is: a sinch_* one (declared by the addon from
     #: this row) or one of mitmproxy's own (listen_host, confdir, …)
     option: str | None = None
