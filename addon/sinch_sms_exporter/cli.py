@@ -1,5 +1,7 @@
 """`sinch-sms-proxy`: friendly flags (and SINCH_PROXY_* environment variables) → mitmproxy
-options, then the lean sidecar proxy.
+options, then the lean sidecar proxy. The flags, variables, defaults and checks are the rows
+of `settings.TABLE`; this module adds what needs several of them or the machine (listeners
+per upstream, free ports, a writable confdir).
 
 Wrong input ends with one line on stderr and a non-zero exit (2: usage, 1: runtime),
 never a traceback.
@@ -13,27 +15,30 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from sinch_sms_exporter import __version__
+from sinch_sms_exporter import __version__, settings
 from sinch_sms_exporter.classify import routes
-from sinch_sms_exporter.classify.responses import DEFAULT_BODY_LIMIT
 from sinch_sms_exporter.contract import labels
-from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, parse_buckets
-from sinch_sms_exporter.mitm.addon import DEFAULT_METRICS_PORT, DEFAULT_UPSTREAM_TIMEOUT, parse_region_map
+from sinch_sms_exporter.settings import (
+    DEFAULT_LISTEN_PORT,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_UPSTREAM,
+    ENV_PREFIX,
+    Setting,
+)
 
 PROG = "sinch-sms-proxy"
-ENV_PREFIX = "SINCH_PROXY_"
-DEFAULT_UPSTREAM = "https://us.sms.api.sinch.com"
-DEFAULT_LISTEN_PORT = 8080
+# The defaults are re-exported: deployment checks compare the image's and manifests' ports with them.
+__all__ = ["DEFAULT_LISTEN_PORT", "DEFAULT_METRICS_PORT", "DEFAULT_UPSTREAM", "ENV_PREFIX", "main"]
 
 
 class UsageError(Exception):
-    """Bad flags or environment: reported in one line, exit status 2."""
+    """Bad flags or environment: reported in one line, exit status 2. Not a ValueError, so
+    that argparse lets it through from a flag's type function with our message intact."""
 
 
 @dataclass(frozen=True)
@@ -45,70 +50,124 @@ class Upstream:
     region: str
 
 
-def _env_list(name: str) -> list[str] | None:
-    value = os.environ.get(ENV_PREFIX + name)
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+def _reader(setting: Setting, where: str) -> Callable[[str], Any]:
+    """The setting's parse, its failure a UsageError naming the flag or variable."""
+
+    def read(text: str) -> Any:
+        try:
+            return setting.parse(text)
+        except ValueError as exc:
+            raise UsageError(settings.message(where, text, str(exc))) from None
+
+    read.__name__ = setting.dest  # argparse names a type function in some messages
+    return read
 
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-_KINDS = {int: "a whole number", float: "a number"}
+class _Repeat(argparse.Action):
+    """`append`, except that the first flag replaces the default (a list from the variable)
+    instead of adding to it: flags win over variables."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Any = None
+    ) -> None:
+        current = getattr(namespace, self.dest, None)
+        items = [] if current is None or current is self.default else list(current)
+        setattr(namespace, self.dest, [*items, values])
+
+
+def wrap_help(text: str, width: int) -> list[str]:
+    """Wraps at spaces, never inside a word: argparse's textwrap breaks a long default such
+    as the bucket list inside a number (`0.02 5`). A word wider than the column goes on a
+    line of its own; only a comma-separated list of plain values is split, after a comma."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = ""
+        if len(word) > width and _PLAIN_LIST.fullmatch(word):
+            for piece in re.findall(r"[^,]*,|[^,]+", word):
+                if line and len(line) + len(piece) > width:
+                    lines.append(line)
+                    line = ""
+                line += piece
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        lines.append(line)
+    return lines
+
+
+_PLAIN_LIST = re.compile(r"[\w.:/+-]+(?:,[\w.:/+-]+)+[\];]?")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return wrap_help(text, width)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the usage block drowns the message), and
-    every option has a SINCH_PROXY_<FLAG> variable, checked as strictly as the flag."""
+    every setting of the table is a flag with a SINCH_PROXY_<FLAG> variable, both checked by
+    the setting's own check."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(formatter_class=_HelpFormatter, **kwargs)
         #: (action, variable name) of every option settable from the environment.
         self.variables: list[tuple[argparse.Action, str]] = []
+        self._settings: dict[str, Setting] = {}
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-    def option(self, flag: str, *, env: bool = True, shown_default: Any = None, **kwargs: Any) -> None:
-        """add_argument, with the default and the environment variable in the help text."""
-        default = kwargs.get("default") if shown_default is None else shown_default
-        notes = [f"default: {default}"] if default not in (None, False) else []
-        variable = ENV_PREFIX + flag.removeprefix("--").replace("-", "_").upper()
-        if env:
-            notes.append(f"env {variable}")
-        help_text = kwargs.pop("help")
-        if notes:
-            help_text += " [" + "; ".join(notes).replace("%", "%%") + "]"
-        action = self.add_argument(flag, help=help_text, **kwargs)
-        if env:
-            self.variables.append((action, variable))
+    def add_setting(self, setting: Setting) -> None:
+        """The setting's flag, with its default and variable in the help text."""
+        notes = [f"env {setting.variable}"]
+        if setting.default_text is not None:
+            notes.append(f"default: {setting.default_text}")
+        help_text = f"{setting.help} [{'; '.join(notes)}]".replace("%", "%%")
+        kwargs: dict[str, Any] = {"help": help_text, "dest": setting.dest}
+        if setting.kind is bool:
+            kwargs.update(action="store_true", default=setting.default)
+        else:
+            kwargs.update(type=_reader(setting, setting.flag_name), default=setting.default, metavar=setting.metavar)
+            if setting.repeated:
+                kwargs.update(action=_Repeat, default=list(setting.default))
+        action = self.add_argument(setting.flag_name, **kwargs)
+        assert setting.variable
+        self.variables.append((action, setting.variable))
+        self._settings[setting.dest] = setting
 
     def apply_environment(self, environ: Mapping[str, str]) -> None:
-        """Set variables become defaults (so flags win). A bad value is a UsageError naming
-        the variable: argparse checks neither `choices` nor booleans of defaults."""
+        """Set variables become defaults (so flags win), read by the same checks as the
+        flags; a bad value is a UsageError naming the variable. Lists are comma-separated."""
         for action, variable in self.variables:
-            raw = environ.get(variable, "")
-            if raw.strip() and action.dest not in _LIST_OPTIONS:
-                self.set_defaults(**{action.dest: _env_value(action, variable, raw.strip())})
+            raw = environ.get(variable, "").strip()
+            if not raw:
+                continue
+            setting = self._settings[action.dest]
+            read = _reader(setting, variable)
+            if setting.repeated:
+                value: Any = [read(item.strip()) for item in raw.split(",") if item.strip()]
+            elif setting.kind is bool:
+                try:
+                    value = settings.boolean(raw)
+                except ValueError as exc:
+                    raise UsageError(settings.message(variable, raw, str(exc))) from None
+            else:
+                value = read(raw)
+            self.set_defaults(**{action.dest: value})
 
 
-#: Repeatable flags: their variables are comma-separated lists, read in settings_from (an
-#: argparse default list would be appended to by the flags instead of replaced).
-_LIST_OPTIONS = ("upstream", "region")
-
-
-def _env_value(action: argparse.Action, variable: str, raw: str) -> Any:
-    if action.nargs == 0:  # store_true
-        if raw.lower() in _TRUE + _FALSE:
-            return raw.lower() in _TRUE
-        raise UsageError(f"{variable}={raw!r}: expected true or false (1/0, yes/no, on/off)")
-    value: Any = raw
-    if action.type is not None:
-        try:
-            value = action.type(raw)
-        except (TypeError, ValueError):
-            raise UsageError(f"{variable}={raw!r}: not {_KINDS.get(action.type, 'valid')}") from None
-    if action.choices is not None and value not in action.choices:
-        raise UsageError(f"{variable}={raw!r}: choose from {', '.join(map(str, action.choices))}")
-    return value
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning per SINCH_PROXY_* variable no setting reads (a misspelt one would
+    otherwise be ignored silently), with the closest known name when one is close."""
+    warnings = []
+    for name in sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in settings.VARIABLES):
+        close = settings.closest(name, settings.VARIABLES, ENV_PREFIX)
+        hint = f" (did you mean {close}?)" if close else ""
+        warnings.append(f"unknown variable {name} is ignored{hint}")
+    return warnings
 
 
 def build_parser() -> _Parser:
@@ -120,88 +179,10 @@ def build_parser() -> _Parser:
         f"environment variable {ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}METRICS_PORT=9000; lists "
         "comma-separated); flags win.",
     )
-    add = parser.option
-    add(
-        "--upstream",
-        action="append",
-        metavar="URL[@PORT]",
-        shown_default=DEFAULT_UPSTREAM,
-        help="Sinch SMS API base URL to proxy (repeat for several regions, each on its own "
-        "listener: @PORT, or the next port after --listen-port)",
-    )
-    add(
-        "--region",
-        action="append",
-        metavar="NAME",
-        help="region label of each --upstream, in the same order (default: from the host, "
-        "{region}.sms.api.sinch.com; 'other' for other hosts)",
-    )
-    add("--listen-host", default="127.0.0.1", help="address the proxy listens on; a sidecar needs only loopback")
-    add("--listen-port", type=int, default=DEFAULT_LISTEN_PORT, help="port of the (first) proxy listener")
-    add(
-        "--metrics-host",
-        default="0.0.0.0",
-        help="address of /metrics (all interfaces: Prometheus scrapes the pod from outside)",
-    )
-    add(
-        "--metrics-port",
-        type=int,
-        default=DEFAULT_METRICS_PORT,
-        help="port of /metrics, 0 for none (19880: outside the 9100-9999 exporter range, which is fully allocated)",
-    )
-    add(
-        "--metrics-web-config",
-        metavar="FILE",
-        help="exporter-toolkit style web config (TLS, basic auth) protecting /metrics",
-    )
-    add(
-        "--mode",
-        choices=("reverse", "forward"),
-        default="reverse",
-        help="reverse: the service's base URL points at the proxy; forward: the service uses "
-        "the proxy as HTTPS_PROXY and trusts its CA; only --forward-hosts are decrypted",
-    )
-    add(
-        "--forward-hosts",
-        default=routes.SINCH_HOST_PATTERN,
-        metavar="REGEX",
-        help="forward mode: regex matched against the whole host name of the hosts that are decrypted "
-        "and counted; all others pass through untouched",
-    )
-    add(
-        "--upstream-timeout",
-        type=float,
-        default=DEFAULT_UPSTREAM_TIMEOUT,
-        metavar="SECONDS",
-        help="time to wait for the upstream's response headers before answering 502 (0: forever)",
-    )
-    add(
-        "--body-limit",
-        type=int,
-        default=DEFAULT_BODY_LIMIT,
-        metavar="BYTES",
-        help="error bodies larger than this are not parsed for a code (traffic is unaffected)",
-    )
-    add(
-        "--code-cap",
-        type=int,
-        default=DEFAULT_CODE_CAP,
-        metavar="N",
-        help="distinct non-catalog error codes kept before the rest become 'other'",
-    )
-    add(
-        "--latency-buckets",
-        default=DEFAULT_BUCKETS_SPEC,
-        metavar="SECONDS,…",
-        help="histogram buckets of sinch_sms_request_duration_seconds",
-    )
-    add("--upstream-ca", metavar="PEM", help="extra CA bundle trusted for the upstream's certificate")
-    add("--ssl-insecure", action="store_true", help="do not verify the upstream's certificate (testing only)")
-    add("--confdir", default="~/.mitmproxy", help="mitmproxy's directory (forward mode keeps its CA here)")
-    add("--log-level", default="info", choices=("error", "warn", "info", "debug"), help="log verbosity")
-    add(
+    for setting in settings.FLAGS:
+        parser.add_setting(setting)
+    parser.add_argument(
         "--print-addon-path",
-        env=False,
         action="store_true",
         help="print the path of the addon script for `mitmdump -s` and exit",
     )
@@ -218,28 +199,14 @@ def parse_upstreams(
     upstreams: list[Upstream] = []
     next_port = first_port
     for i, spec in enumerate(urls):
-        url, at, port_text = spec.rpartition("@") if "@" in spec.rsplit("/", 1)[-1] else (spec, "", "")
         try:
-            parts = urlsplit(url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise UsageError(f"bad {source} {spec!r}: the port is not a number") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"bad {source} {spec!r}: expected http(s)://HOST[:PORT], e.g. {DEFAULT_UPSTREAM}")
-        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-            raise UsageError(
-                f"bad {source} {spec!r}: give the base URL only (no path, query or credentials); "
-                "the service keeps sending /xms/v1/…"
-            )
-        if at:
-            if not port_text.isdigit():
-                raise UsageError(f"bad {source} {spec!r}: the listen port after '@' is not a number")
-            listen_port = int(port_text)
-        else:
-            listen_port = next_port
+            item = settings.parse_upstream(spec)
+        except ValueError as exc:
+            raise UsageError(settings.message(source, spec, str(exc))) from None
+        listen_port = next_port if item.listen_port is None else item.listen_port
         next_port = listen_port + 1
-        region = regions[i] if regions else (routes.region_of_host(parts.hostname) or labels.OTHER)
-        upstreams.append(Upstream(f"{parts.scheme}://{parts.netloc}", parts.hostname, port, listen_port, region))
+        region = regions[i] if regions else (routes.region_of_host(item.host) or labels.OTHER)
+        upstreams.append(Upstream(item.url, item.host, item.port, listen_port, region))
     ports = [u.listen_port for u in upstreams]
     if len(set(ports)) != len(ports):
         raise UsageError(f"two upstreams share a listen port ({', '.join(map(str, ports))})")
@@ -281,77 +248,43 @@ def _check_confdir(confdir: Path) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
-    """Validate the arguments and turn them into mitmproxy options."""
-    source = "--upstream" if args.upstream else f"{ENV_PREFIX}UPSTREAM"
-    urls = args.upstream or _env_list("UPSTREAM") or [DEFAULT_UPSTREAM]
-    regions = args.region or _env_list("REGION") or []
-    upstreams = parse_upstreams(urls, regions, args.listen_port, source)
-    try:
-        parse_buckets(args.latency_buckets)
-        parse_region_map([f"{u.host}:{u.port}={u.region}" for u in upstreams])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        re.compile(args.forward_hosts)
-    except re.error as exc:
-        raise UsageError(f"bad --forward-hosts {args.forward_hosts!r}: {exc}") from None
-    if args.body_limit < 1:
-        raise UsageError("--body-limit must be at least 1 byte")
-    if args.code_cap < 0:
-        raise UsageError("--code-cap must be 0 or more")
-    if args.upstream_timeout < 0:
-        raise UsageError("--upstream-timeout must be 0 (off) or more seconds")
-    for path, flag in (
-        (args.upstream_ca, "--upstream-ca"),
-        (args.metrics_web_config, "--metrics-web-config"),
-    ):
-        if path and not Path(path).expanduser().is_file():
-            raise UsageError(f"{flag} {path}: no such file")
+    """The arguments (each already checked by its setting) as mitmproxy options: the flags
+    of the table with an `option` as they are, the rest derived here; plus the checks that
+    need more than one value (regions per upstream) or the machine (ports, confdir)."""
+    upstreams = parse_upstreams(args.upstream or [DEFAULT_UPSTREAM], args.region, args.listen_port)
     _check_confdir(Path(args.confdir).expanduser())
 
-    settings: dict[str, Any] = {
-        "listen_host": args.listen_host,
-        "connection_strategy": "lazy",  # so a refused upstream gets the client a 502
-        "termlog_verbosity": args.log_level,
-        "confdir": args.confdir,
-        "ssl_insecure": args.ssl_insecure,
-        "sinch_metrics_host": args.metrics_host,
-        "sinch_metrics_port": args.metrics_port,
-        "sinch_metrics_web_config": args.metrics_web_config,
-        "sinch_body_limit": args.body_limit,
-        "sinch_code_cap": args.code_cap,
-        "sinch_latency_buckets": args.latency_buckets,
-        "sinch_upstream_timeout": f"{args.upstream_timeout:g}",
-    }
+    options: dict[str, Any] = {s.option: getattr(args, s.dest) for s in settings.FLAGS if s.option}
+    options["connection_strategy"] = "lazy"  # so a refused upstream gets the client a 502
     if args.upstream_ca:
-        settings["ssl_verify_upstream_trusted_ca"] = str(Path(args.upstream_ca).expanduser())
+        options["ssl_verify_upstream_trusted_ca"] = str(Path(args.upstream_ca).expanduser())
     if args.mode == "forward":
-        settings["mode"] = [f"regular@{args.listen_port}"]
+        options["mode"] = [f"regular@{args.listen_port}"]
         # Everything else is tunnelled, not decrypted.
-        settings["allow_hosts"] = [routes.allow_hosts_pattern(args.forward_hosts)]
-        settings["sinch_hosts"] = args.forward_hosts
+        options["allow_hosts"] = [routes.allow_hosts_pattern(args.forward_hosts)]
         listeners = [args.listen_port]
     else:
-        settings["mode"] = [f"reverse:{u.url}@{u.listen_port}" for u in upstreams]
-        settings["sinch_regions"] = [f"{u.host}:{u.port}={u.region}" for u in upstreams]
+        options["mode"] = [f"reverse:{u.url}@{u.listen_port}" for u in upstreams]
+        options["sinch_regions"] = [f"{u.host}:{u.port}={u.region}" for u in upstreams]
         listeners = [u.listen_port for u in upstreams]
     for port in listeners:
         _check_port(args.listen_host, port, "proxy")
     if args.metrics_port:
         _check_port(args.metrics_host, args.metrics_port, "metrics")
-    return settings
+    return options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for warning in unknown_variables(os.environ):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     parser = build_parser()
     try:
         parser.apply_environment(os.environ)
+        args = parser.parse_args(argv)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its one-line error
+    except SystemExit as exc:  # argparse already printed its one-line error (or --help)
         return int(exc.code or 0)
     if args.print_addon_path:
         print(Path(__file__).with_name("mitmproxy_script.py"))

@@ -40,8 +40,6 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 
-#: DEFAULT_BUCKETS as the option/flag string (what parse_buckets reads back).
-DEFAULT_BUCKETS_SPEC = ",".join(f"{b:g}" for b in DEFAULT_BUCKETS)
 
 #: Default cap on distinct codes outside the catalog (Sinch adds codes over time).
 DEFAULT_CODE_CAP = 50
@@ -64,19 +62,6 @@ class BoundedLabel:
             self.seen.add(value)
             return value
         return OTHER
-
-
-def parse_buckets(spec: str) -> tuple[float, ...]:
-    """'0.05,0.1,0.5' → (0.05, 0.1, 0.5); raises ValueError with a readable message."""
-    try:
-        buckets = tuple(float(b) for b in spec.split(",") if b.strip())
-    except ValueError:
-        raise ValueError(f"latency buckets must be comma-separated seconds, got {spec!r}") from None
-    if not buckets:
-        raise ValueError("latency buckets must not be empty")
-    if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
-        raise ValueError(f"latency buckets must be positive and strictly increasing, got {spec!r}")
-    return buckets
 
 
 class Metrics:

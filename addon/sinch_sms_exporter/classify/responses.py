@@ -23,9 +23,6 @@ from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.contract.labels import CODE_RE, NO_CODE, OTHER
 from sinch_sms_exporter.contract.outcomes import Outcome
 
-#: Default for the size limit on error bodies (bytes, before and after decoding).
-DEFAULT_BODY_LIMIT = 64 * 1024
-
 
 class BodyTap:
     """A response `stream` callable: passes every chunk through untouched, keeps a prefix.

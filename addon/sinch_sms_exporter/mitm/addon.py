@@ -21,69 +21,82 @@ import errno
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
-from typing import Any, Optional, TypeVar
+from typing import Any
 
 import mitmproxy
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.utils import human
 
-from sinch_sms_exporter import __version__
+from sinch_sms_exporter import __version__, settings
 from sinch_sms_exporter.classify import responses, routes
 from sinch_sms_exporter.classify.upstream_errors import upstream_error_reason
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
-from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, Metrics, parse_buckets
+from sinch_sms_exporter.metrics import Metrics
 from sinch_sms_exporter.mitm import logredact
 from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
 from sinch_sms_exporter.mitm.upstream_log import UpstreamFailureLog
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METRICS_PORT = 19880
-DEFAULT_UPSTREAM_TIMEOUT = 30.0
+DEFAULT_METRICS_PORT = settings.DEFAULT_METRICS_PORT
+DEFAULT_UPSTREAM_TIMEOUT = settings.DEFAULT_UPSTREAM_TIMEOUT
 #: Seconds /healthz waits for the proxy's event loop to run its check: a loop that cannot run
 #: one callback in that time is wedged (a blocking hook), not busy. Below the probes' timeouts
 #: (Kubernetes example: 2 s, the image's HEALTHCHECK: 4 s).
 HEALTH_TIMEOUT = 1.0
-T = TypeVar("T")
-_REGION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
-def parse_region_map(entries: Sequence[str]) -> dict[str, str]:
-    """['eu.example.com=eu', '127.0.0.1:9000=us'] → {host[:port]: region}; ValueError if bad."""
-    regions: dict[str, str] = {}
-    for entry in entries:
-        host, sep, region = entry.rpartition("=")
-        if not sep or not host or not _REGION_RE.match(region):
-            raise ValueError(
-                f"bad sinch_regions entry {entry!r}: expected HOST[:PORT]=REGION, "
-                "REGION of lowercase letters, digits, '-' or '_' (at most 32)"
-            )
-        regions[host.lower()] = region
-    return regions
+def checked_option(name: str, value: Any) -> Any:
+    """A sinch_* option's value as the code uses it (seconds, buckets, a pattern, a web
+    config), by its row's check; else ValueError with the one line `name=value: reason` (for
+    a list: the bad item). The web config's contents are checked here, not in the table:
+    reading them needs the exposition module."""
+    setting = settings.OPTIONS[name]
+    used = []
+    for item in value if setting.repeated else [value]:
+        try:
+            used.append(setting.check(item))
+        except ValueError as exc:
+            raise ValueError(settings.message(name, item, str(exc))) from None
+    if name == "sinch_metrics_web_config":
+        try:
+            return WebConfig.load(used[0])
+        except (ValueError, OSError) as exc:  # a YAML error spans lines: one line here
+            raise ValueError(settings.message(name, value, " ".join(str(exc).split()))) from None
+    return used if setting.repeated else used[0]
 
 
-def parse_timeout(text: str) -> float:
-    """'2.5' → 2.5 seconds; ValueError unless a finite number ≥ 0 (0: no timeout)."""
+def _deferred_problem(name: str, value: Any) -> str | None:
+    """What is wrong with a value mitmproxy holds for an option not declared yet: text from
+    `--set` (a list of strings, converted here as mitmproxy will) or a value from config.yaml."""
+    setting = settings.OPTIONS[name]
+    texts = getattr(value, "val", None)  # mitmproxy's _UnconvertedStrings
     try:
-        seconds = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= seconds < float("inf"):
-        raise ValueError(f"{text!r}: must be 0 (off) or more seconds")
-    return seconds
+        if texts is None or setting.repeated:
+            checked_option(name, value if texts is None else list(texts))
+        elif len(texts) != 1:
+            if texts or setting.kind != settings.OptionalStr:  # `--set name` alone: None
+                return settings.message(name, " ".join(texts), "needs exactly one value")
+        else:
+            try:
+                converted = setting.convert(texts[0])
+            except ValueError as exc:
+                return settings.message(name, texts[0], str(exc))
+            checked_option(name, converted)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
-def _parsed(option: str, parse: Callable[[Any], T], value: Any) -> T:
-    """`parse(value)`, its failure an OptionsError that names the option (a bare regex error
-    such as "missing ), unterminated subpattern" would not say which setting is wrong)."""
+def _option(name: str) -> Any:
+    """checked_option for configure: a bad value is an OptionsError (mitmproxy then keeps
+    the previous value)."""
     try:
-        return parse(value)
-    except (ValueError, re.error, OSError) as exc:
-        message = str(exc)
-        raise exceptions.OptionsError(message if option in message else f"{option}: {message}") from exc
+        return checked_option(name, getattr(ctx.options, name))
+    except ValueError as exc:
+        raise exceptions.OptionsError(str(exc)) from None
 
 
 def _listener_problem(instance: Any) -> str:
@@ -126,12 +139,14 @@ class SinchSmsExporter:
         self.server: MetricsServer | None = None
         self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
         self.failures = UpstreamFailureLog(logger)
-        self._body_limit = responses.DEFAULT_BODY_LIMIT
+        self._body_limit = settings.DEFAULT_BODY_LIMIT
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
         self._counted_hosts: re.Pattern[str] = routes.SINCH_HOST_RE
         self._web_config: WebConfig | None = None
         self._running = False
+        #: a bad or unknown sinch_* value was refused at load: startup ends, serve no /metrics
+        self._refused = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.health_timeout = HEALTH_TIMEOUT
 
@@ -141,71 +156,45 @@ class SinchSmsExporter:
         # mitmproxy quotes raw traffic bytes in some log messages: redact them in every log
         # handler there is (sinch-sms-proxy's terminal log, and mitmdump's when loaded with -s).
         logredact.install()
-        loader.add_option(
-            "sinch_metrics_host", str, "0.0.0.0",
-            "Address the /metrics endpoint listens on (all interfaces: Prometheus scrapes it "
-            "from outside the pod).",
-        )  # fmt: skip
-        loader.add_option(
-            "sinch_metrics_port", int, DEFAULT_METRICS_PORT,
-            "Port of the /metrics endpoint (0: do not serve metrics). 19880 is outside the "
-            "9100-9999 range that Prometheus exporters have fully allocated.",
-        )  # fmt: skip
-        loader.add_option(
-            "sinch_metrics_web_config", Optional[str], None,  # noqa: UP045 - mitmproxy compares types to Optional[str]
-            "Path of a Prometheus exporter-toolkit style web config (tls_server_config, "
-            "basic_auth_users with bcrypt hashes) that protects /metrics.",
-        )  # fmt: skip
-        loader.add_option(
-            "sinch_body_limit", int, responses.DEFAULT_BODY_LIMIT,
-            "Error bodies larger than this many bytes (encoded or decoded) are not parsed; "
-            "they count with code=\"\". Traffic is never affected.",
-        )  # fmt: skip
-        loader.add_option(
-            "sinch_code_cap", int, DEFAULT_CODE_CAP,
-            "Distinct error codes outside Sinch's catalog kept verbatim; later novel codes "
-            "are counted as code=\"other\".",
-        )  # fmt: skip
-        loader.add_option(
-            "sinch_latency_buckets", str, DEFAULT_BUCKETS_SPEC,
-            "Buckets (seconds, comma-separated, increasing) of "
-            "sinch_sms_request_duration_seconds.",
-        )  # fmt: skip
-        loader.add_option(
-            "sinch_regions", Sequence[str], [],
-            "HOST[:PORT]=REGION: the region label of an upstream. Sinch hosts "
-            "({region}.sms.api.sinch.com) need none; other upstreams without one are 'other'.",
-        )  # fmt: skip
-        loader.add_option(
-            "sinch_hosts", str, routes.SINCH_HOST_PATTERN,
-            "Regular expression matched against the whole host name: the hosts counted in "
-            "forward (regular) proxy mode. Reverse-mode upstreams are always counted. (To keep "
-            "other hosts undecrypted, set allow_hosts to match the same hosts as HOST:PORT.)",
-        )  # fmt: skip
-        loader.add_option(
-            "sinch_upstream_timeout", str, f"{DEFAULT_UPSTREAM_TIMEOUT:g}",
-            "Seconds to wait for the upstream's response headers (connect included) before "
-            "answering the client 502 and counting reason=\"timeout\" (0: wait forever). A "
-            "string, because mitmproxy's --set parses no float options.",
-        )  # fmt: skip
+        self._check_deferred(loader.master.options)
+        for name, setting in settings.OPTIONS.items():
+            loader.add_option(name, setting.kind, setting.default, setting.help)
+
+    def _check_deferred(self, options: mitmproxy.optmanager.OptManager) -> None:
+        """Check the sinch_* values mitmdump holds back until an addon declares them.
+
+        `mitmdump -s … --set sinch_code_cap=abc` keeps the text aside (`deferred`) and converts
+        it when `load` has declared the option, right after this. A text mitmproxy cannot
+        convert would raise there, out of the script loader, and the script would be left
+        half-loaded with no word; a value configure refuses would end as a traceback. Instead,
+        each bad value (and each sinch_* name no row declares) is one error line here, and is
+        dropped: mitmproxy's errorcheck then ends the startup with status 1."""
+        deferred: dict[str, Any] = getattr(options, "deferred", {})
+        for name in sorted(k for k in deferred if k.startswith("sinch_")):
+            if name not in settings.OPTIONS:
+                close = settings.closest(name, settings.OPTIONS, "sinch_")
+                hint = f" (did you mean {close}?)" if close else ""
+                logger.error(f"unknown option {name}{hint}")
+                self._refused = True
+                del deferred[name]
+                continue
+            problem = _deferred_problem(name, deferred[name])
+            if problem:
+                logger.error(problem)
+                self._refused = True
+                del deferred[name]
 
     def configure(self, updated: set[str]) -> None:
-        opts = ctx.options
-        if opts.sinch_body_limit < 1:
-            raise exceptions.OptionsError("sinch_body_limit must be a positive number of bytes")
-        if opts.sinch_code_cap < 0:
-            raise exceptions.OptionsError("sinch_code_cap must be 0 or more")
-        if not 0 <= opts.sinch_metrics_port <= 65535:
-            raise exceptions.OptionsError(f"sinch_metrics_port {opts.sinch_metrics_port} is not a port")
-        upstream_timeout = _parsed("sinch_upstream_timeout", parse_timeout, opts.sinch_upstream_timeout)
-        buckets = _parsed("sinch_latency_buckets", parse_buckets, opts.sinch_latency_buckets)
-        regions = _parsed("sinch_regions", parse_region_map, opts.sinch_regions)
-        counted_hosts = _parsed(
-            "sinch_hosts", lambda p: re.compile(routes.host_pattern(p), re.IGNORECASE), opts.sinch_hosts
-        )
-        web_config = _parsed("sinch_metrics_web_config", WebConfig.load, opts.sinch_metrics_web_config)
+        body_limit = _option("sinch_body_limit")
+        code_cap = _option("sinch_code_cap")
+        _option("sinch_metrics_port")
+        upstream_timeout = _option("sinch_upstream_timeout")
+        buckets = _option("sinch_latency_buckets")
+        regions = dict(_option("sinch_regions"))
+        counted_hosts = _option("sinch_hosts")
+        web_config = _option("sinch_metrics_web_config")
 
-        self._body_limit = opts.sinch_body_limit
+        self._body_limit = body_limit
         self._configured_regions = regions
         self._region_cache.clear()
         self._counted_hosts = counted_hosts
@@ -213,7 +202,7 @@ class SinchSmsExporter:
         if self.metrics is None or updated & {"sinch_latency_buckets", "sinch_code_cap", "sinch_regions"}:
             self.metrics = Metrics(
                 buckets=buckets,
-                code_cap=opts.sinch_code_cap,
+                code_cap=code_cap,
                 regions=regions.values(),
                 version=__version__,
                 mitmproxy_version=mitmproxy.version.VERSION,
@@ -252,7 +241,7 @@ class SinchSmsExporter:
             self.server.stop()
             self.server = None
         port = ctx.options.sinch_metrics_port
-        if port and self.metrics is not None:
+        if port and self.metrics is not None and not self._refused:
             host = ctx.options.sinch_metrics_host
             try:
                 self.server = MetricsServer.start(self.metrics.registry, host, port, self._web_config, self.health)

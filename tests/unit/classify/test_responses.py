@@ -7,13 +7,14 @@ import json
 
 import pytest
 
+from sinch_sms_exporter import settings
 from sinch_sms_exporter.classify import decoding, responses
 from sinch_sms_exporter.classify.responses import BodyTap
 from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.contract.labels import NO_CODE, OTHER
 from tests.helpers.flows import ENCODERS, sinch_flow
 
-LIMIT = responses.DEFAULT_BODY_LIMIT
+LIMIT = settings.DEFAULT_BODY_LIMIT
 
 
 def error_body(code: str, text: str = "some text") -> bytes:
