@@ -74,6 +74,12 @@ def test_the_plan_id_never_reaches_the_label() -> None:
         ("EU.SMS.API.SINCH.COM", "eu"),
         ("au.sms.api.sinch.com", "au"),
         ("sms.api.sinch.com", "us"),
+        ("zt.eu.sms.api.sinch.com", "eu"),  # project (OAuth) auth: the SDKs' default host
+        ("zt.us.sms.api.sinch.com", "us"),
+        ("ZT.EU.SMS.API.SINCH.COM", "eu"),
+        ("auth.sinch.com", None),  # the OAuth token host: never decrypted (client secrets)
+        ("zt.eu.sms.api.sinch.com.evil.com", None),
+        ("xx.zt.eu.sms.api.sinch.com", None),
         ("evil.com", None),
         ("us.sms.api.sinch.com.evil.com", None),
         ("a.b.sms.api.sinch.com", None),
@@ -94,6 +100,8 @@ def test_region_of_host(host: str, region: str | None) -> None:
     [
         (routes.SINCH_HOST_PATTERN, "eu.sms.api.sinch.com:443", True),
         (routes.SINCH_HOST_PATTERN, "sms.api.sinch.com:8443", True),
+        (routes.SINCH_HOST_PATTERN, "zt.eu.sms.api.sinch.com:443", True),
+        (routes.SINCH_HOST_PATTERN, "auth.sinch.com:443", False),
         (routes.SINCH_HOST_PATTERN, "eu.sms.api.sinch.com.evil.com:443", False),
         (routes.SINCH_HOST_PATTERN, "api.example.com:443", False),
         (r"^127\.0\.0\.1$", "127.0.0.1:8443", True),  # habitual anchors are tolerated

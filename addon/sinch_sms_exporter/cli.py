@@ -134,7 +134,7 @@ def build_parser() -> _Parser:
         action="append",
         metavar="NAME",
         help="region label of each --upstream, in the same order (default: from the host, "
-        "{region}.sms.api.sinch.com; 'other' for other hosts)",
+        "{region}.sms.api.sinch.com or zt.{region}.sms.api.sinch.com; 'other' for other hosts)",
     )
     add("--listen-host", default="127.0.0.1", help="address the proxy listens on; a sidecar needs only loopback")
     add("--listen-port", type=int, default=DEFAULT_LISTEN_PORT, help="port of the (first) proxy listener")
@@ -166,7 +166,9 @@ def build_parser() -> _Parser:
         default=routes.SINCH_HOST_PATTERN,
         metavar="REGEX",
         help="forward mode: regex matched against the whole host name of the hosts that are decrypted "
-        "and counted; all others pass through untouched",
+        "and counted (default: both SMS host forms, {region}.sms.api.sinch.com for service-plan "
+        "tokens and zt.{region}.sms.api.sinch.com for project/OAuth auth); all others pass through "
+        "untouched, the OAuth token host auth.sinch.com included (it carries client secrets)",
     )
     add(
         "--upstream-timeout",

@@ -171,12 +171,15 @@ class SinchSmsExporter:
         loader.add_option(
             "sinch_regions", Sequence[str], [],
             "HOST[:PORT]=REGION: the region label of an upstream. Sinch hosts "
-            "({region}.sms.api.sinch.com) need none; other upstreams without one are 'other'.",
+            "({region}.sms.api.sinch.com, zt.{region}.sms.api.sinch.com) need none; other "
+            "upstreams without one are 'other'.",
         )  # fmt: skip
         loader.add_option(
             "sinch_hosts", str, routes.SINCH_HOST_PATTERN,
             "Regular expression matched against the whole host name: the hosts counted in "
-            "forward (regular) proxy mode. Reverse-mode upstreams are always counted. (To keep "
+            "forward (regular) proxy mode (default: {region}.sms.api.sinch.com and "
+            "zt.{region}.sms.api.sinch.com; not auth.sinch.com). Reverse-mode upstreams are "
+            "always counted. (To keep "
             "other hosts undecrypted, set allow_hosts to match the same hosts as HOST:PORT.)",
         )  # fmt: skip
         loader.add_option(

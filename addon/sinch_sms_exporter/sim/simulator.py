@@ -69,7 +69,7 @@ DEMO_SCENARIO: dict[str, float] = {
 CATALOG_ANSWERS: tuple[str, ...] = (
     "ok",
     *(f"{c.status}:{c.code}" for c in catalog.CODES.values()),
-    *(str(s.status) for s in catalog.STATUSES.values() if s.body != "json_code" and s.status >= 400),
+    *(str(s.status) for s in catalog.STATUSES.values() if s.body != "json_code" and s.status >= 202),
 )
 SCENARIOS = {"demo": DEMO_SCENARIO, "success": {"ok": 1.0}, "blocked": {"403:blocked_account": 1.0}}
 
