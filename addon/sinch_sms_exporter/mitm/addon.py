@@ -34,7 +34,7 @@ from sinch_sms_exporter.classify.upstream_errors import upstream_error_reason
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, Metrics, parse_buckets
-from sinch_sms_exporter.mitm import logredact
+from sinch_sms_exporter.mitm import answers, logredact
 from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
 
 logger = logging.getLogger(__name__)
@@ -138,6 +138,8 @@ class SinchSmsExporter:
         # mitmproxy quotes raw traffic bytes in some log messages: redact them in every log
         # handler there is (sinch-sms-proxy's terminal log, and mitmdump's when loaded with -s).
         logredact.install()
+        # A failed upstream: the client gets one plain line with the reason, not an HTML page.
+        answers.install()
         loader.add_option(
             "sinch_metrics_host", str, "0.0.0.0",
             "Address the /metrics endpoint listens on (all interfaces: Prometheus scrapes it "
@@ -315,9 +317,11 @@ class SinchSmsExporter:
 
     def error(self, flow: http.HTTPFlow) -> None:
         timed_out = self.deadline.pop_expired(flow)
+        reason = labels.REASON_TIMEOUT if timed_out else upstream_error_reason(flow)
+        if reason is not None:
+            answers.note(flow.client_conn.id, reason)
         if self.metrics is None or not self._counted(flow):
             return
-        reason = "timeout" if timed_out else upstream_error_reason(flow)
         region = self._region(flow)
         endpoint = routes.endpoint_of(flow.request.path)
         method = routes.method_label(flow.request.method)
@@ -325,6 +329,9 @@ class SinchSmsExporter:
             self.metrics.record_client_abort(region, endpoint, method)
         else:
             self.metrics.record_upstream_error(region, endpoint, method, reason)
+
+    def client_disconnected(self, client: mitmproxy.connection.Client) -> None:
+        answers.forget(client.id)
 
     # --- helpers -------------------------------------------------------------------------
 
