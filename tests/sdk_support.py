@@ -102,6 +102,10 @@ class SimServer:
     async def _stop(self) -> None:
         for server in self._servers:
             server.close()
+        current = asyncio.current_task()
+        for task in asyncio.all_tasks():  # connections held by `hang` answers
+            if task is not current:
+                task.cancel()
 
     @property
     def script(self):

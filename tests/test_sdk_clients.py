@@ -223,8 +223,8 @@ def test_every_sms_call_is_counted_as_the_sdk_saw_it(client: Client) -> None:
     assert (PLAN if client.auth == "service_plan" else PROJECT) in ids
 
 
-def _send(answer: str) -> Callable[[Any], Any]:
-    return lambda s: s.batches.send_sms(to=[TO], from_=FROM, body="hi")
+def _send(sms: Any) -> Any:
+    return sms.batches.send_sms(to=[TO], from_=FROM, body="hi")
 
 
 @pytest.mark.parametrize("code", list(catalog.CODES.values()), ids=lambda c: c.code)
@@ -234,8 +234,7 @@ def test_catalog_error_codes_are_counted_as_the_sdk_saw_them(stack, monkeypatch,
         client = make_client(stack, mode, auth, monkeypatch)
         watch = MetricsWatch(client.proxy.ports["metrics"])
         stack.sim.script.append(f"{code.status}:{code.code}")
-        call_and_compare(client, Call(code.code, "batches", _send(code.code), (code.status,)), watch, raises=True)
-        assert watch.port and client.recorder.exchanges == []
+        call_and_compare(client, Call(code.code, "batches", _send, (code.status,)), watch, raises=True)
 
 
 def test_failures_a_service_meets_are_counted_as_the_sdk_saw_them(client: Client) -> None:
@@ -244,14 +243,16 @@ def test_failures_a_service_meets_are_counted_as_the_sdk_saw_them(client: Client
     watch = MetricsWatch(client.proxy.ports["metrics"])
     cases = [
         ("401", (401,), True),
-        ("429", (429, 201), False),  # sinch 2.3 retries a 429 after Retry-After
+        # sinch 2.3 would retry a 429 after its Retry-After, but it parses the body first: a
+        # 429 whose body is not JSON (as the catalog has it) ends the call at once.
+        ("429", (429,), True),
         ("html503", (503,), True),
         ("drop", (502,), True),
         ("hang", (502,), True),
     ]
-    for answer, statuses, raises in cases:
-        client.sim.script.extend([answer, "ok"] if answer == "429" else [answer])
-        call_and_compare(client, Call(answer, "batches", _send(answer), statuses), watch, raises=raises)
+    for answer, statuses, raises in cases:  # (what the simulator answers, what the SDK sees)
+        client.sim.script.append(answer)
+        call_and_compare(client, Call(answer, "batches", _send, statuses), watch, raises=raises)
     responses, errors = watch.delta()
     assert not responses and not errors
     assert not client.sim.script
@@ -264,7 +265,7 @@ def test_an_expired_token_is_renewed_and_both_answers_counted(stack, monkeypatch
     client = make_client(stack, mode, "project", monkeypatch)
     watch = MetricsWatch(client.proxy.ports["metrics"])
     client.sim.script.append("expired")
-    call_and_compare(client, Call("expired", "batches", _send("expired"), (401, 201)), watch)
+    call_and_compare(client, Call("expired", "batches", _send, (401, 201)), watch)
     tokens = [seen for seen in client.sim.seen if seen.path == "/oauth2/token"][-2:]
     assert [t.answer for t in tokens] == [200, 200]  # the first token, then the renewal
     sends = [seen for seen in client.sim.seen if seen.path.endswith("/batches")][-2:]
@@ -277,7 +278,7 @@ def test_service_plan_auth_does_not_renew_on_expired(stack, monkeypatch) -> None
     client = make_client(stack, "reverse", "service_plan", monkeypatch)
     watch = MetricsWatch(client.proxy.ports["metrics"])
     client.sim.script.append("expired")
-    call_and_compare(client, Call("expired", "batches", _send("expired"), (401,)), watch, raises=True)
+    call_and_compare(client, Call("expired", "batches", _send, (401,)), watch, raises=True)
 
 
 def _peer_issuer(stack: Stack, host: str) -> str:
