@@ -181,6 +181,19 @@ class Recorder:
 
         session.request = request  # type: ignore[method-assign]
 
+    def wrap_every_session(self, monkeypatch: Any) -> None:
+        """Record every requests.Session, for clients that call requests.post (Apprise)."""
+        send = requests.Session.request
+
+        def request(session: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+            response = send(session, method, url, *args, **kwargs)
+            self.exchanges.append(
+                Exchange(method.upper(), response.url, response.status_code, dict(response.headers), response.content)
+            )
+            return response
+
+        monkeypatch.setattr(requests.Session, "request", request)
+
     def take(self) -> list[Exchange]:
         taken, self.exchanges = self.exchanges, []
         return taken
