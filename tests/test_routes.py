@@ -120,3 +120,13 @@ def test_allow_hosts_patterns_match_host_and_port(pattern: str, host: str, allow
 )
 def test_method_label(method: str, label: str) -> None:
     assert routes.method_label(method) == label
+
+
+def test_help_names_both_host_forms_and_the_untouched_auth_host() -> None:
+    """`--help` tells forward-mode users which hosts are decrypted and which never are."""
+    from sinch_sms_exporter import cli
+
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "zt.{region}.sms.api.sinch.com" in text and "{region}.sms.api.sinch.com" in text
+    assert "auth.sinch.com" in text
+    assert not re.fullmatch(routes.host_pattern(routes.SINCH_HOST_PATTERN), "auth.sinch.com")

@@ -227,14 +227,20 @@ def _send(sms: Any) -> Any:
     return sms.batches.send_sms(to=[TO], from_=FROM, body="hi")
 
 
-@pytest.mark.parametrize("code", list(catalog.CODES.values()), ids=lambda c: c.code)
-def test_catalog_error_codes_are_counted_as_the_sdk_saw_them(stack, monkeypatch, code) -> None:
+#: Every error answer of the catalog: each code with its status, each status without a code.
+CATALOG_ERRORS = [(f"{c.status}:{c.code}", c.status) for c in catalog.CODES.values()] + [
+    (str(s.status), s.status) for s in catalog.STATUSES.values() if s.status >= 400 and s.body != "json_code"
+]
+
+
+@pytest.mark.parametrize(("answer", "status"), CATALOG_ERRORS, ids=[a for a, _ in CATALOG_ERRORS])
+def test_catalog_error_answers_are_counted_as_the_sdk_saw_them(stack, monkeypatch, answer, status) -> None:
     # Error answers do not depend on mode or auth: one client of each mode is enough here.
     for mode, auth in (("reverse", "project"), ("forward", "service_plan")):
         client = make_client(stack, mode, auth, monkeypatch)
         watch = MetricsWatch(client.proxy.ports["metrics"])
-        stack.sim.script.append(f"{code.status}:{code.code}")
-        call_and_compare(client, Call(code.code, "batches", _send, (code.status,)), watch, raises=True)
+        stack.sim.script.append(answer)
+        call_and_compare(client, Call(answer, "batches", _send, (status,)), watch, raises=True)
 
 
 def test_failures_a_service_meets_are_counted_as_the_sdk_saw_them(client: Client) -> None:
