@@ -24,6 +24,9 @@ import logging
 from collections.abc import Callable, Generator
 from typing import Any
 
+from mitmproxy import http, version
+from mitmproxy.net.http import http1
+
 from sinch_sms_exporter.contract import labels
 
 logger = logging.getLogger(__name__)
@@ -45,9 +48,6 @@ def text_of(reason: str) -> str:
 
 def render(status: int, reason: str) -> bytes:
     """The whole HTTP/1.1 answer: status line, headers, the one line."""
-    from mitmproxy import http, version
-    from mitmproxy.net.http import http1
-
     response = http.Response.make(
         status,
         (text_of(reason) + "\n").encode(),
