@@ -278,7 +278,7 @@ TABLE: tuple[Setting, ...] = (
     ),
     Setting(
         "region", "region label of each --upstream, in the same order (default: from the host, "
-        "{region}.sms.api.sinch.com; 'other' for other hosts)",
+        "{region}.sms.api.sinch.com or zt.{region}.sms.api.sinch.com; 'other' for other hosts)",
         Sequence[str], [], parse_region, derived=("sinch_regions",), metavar="NAME",
     ),
     Setting(
@@ -310,9 +310,11 @@ TABLE: tuple[Setting, ...] = (
     ),
     Setting(
         "forward-hosts", "forward mode: regex matched against the whole host name of the hosts that are "
-        "decrypted and counted; all others pass through untouched",
+        "decrypted and counted (default: both SMS host forms, {region}.sms.api.sinch.com for service-plan "
+        "tokens and zt.{region}.sms.api.sinch.com for project/OAuth auth); all others pass through "
+        "untouched, the OAuth token host auth.sinch.com included (it carries client secrets)",
         str, routes.SINCH_HOST_PATTERN, parse_host_pattern, option="sinch_hosts", derived=("allow_hosts",),
-        metavar="REGEX",
+        metavar="REGEX", shown_default="[zt.]{region}.sms.api.sinch.com",
     ),
     Setting(
         "upstream-timeout", "time to wait for the upstream's response headers (connect included) before "
@@ -355,7 +357,8 @@ TABLE: tuple[Setting, ...] = (
     ),
     Setting(
         "regions", "HOST[:PORT]=REGION: the region label of an upstream. Sinch hosts "
-        "({region}.sms.api.sinch.com) need none; other upstreams without one are 'other'. "
+        "({region}.sms.api.sinch.com, zt.{region}.sms.api.sinch.com) need none; other upstreams "
+        "without one are 'other'. "
         "sinch-sms-proxy sets it from --upstream and --region.",
         Sequence[str], [], parse_region_entry, option="sinch_regions", flag=False,
     ),

@@ -1,7 +1,8 @@
 """Reliability, end to end: upstream faults through the real proxy in front of real upstreams.
 
 Every failure is counted once, under its `reason`, never as a response; the client gets a
-502 (mitmproxy's answer when no upstream answer exists); and the proxy keeps serving.
+502 whose body is one plain-text line naming that reason (the proxy's own answer, not
+mitmproxy's HTML page); and the proxy keeps serving.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pytest
 import zstandard
 
 from sinch_sms_exporter.contract import catalog
-from sinch_sms_exporter.contract.labels import ENDPOINT_TEMPLATES
+from sinch_sms_exporter.contract.labels import ENDPOINT_TEMPLATES, UPSTREAM_ERROR_TEXTS
 from sinch_sms_exporter.sim import simulator
 from tests.helpers.certs import CA
 from tests.helpers.client import http, scrape, total
@@ -68,6 +69,11 @@ def multi_proxy(tmp: Path, upstreams: dict[str, str], *args: str) -> Iterator[tu
 def post(port: int, answer: str = "ok", timeout: float = 30.0) -> tuple[int, bytes]:
     status, _, body = http("POST", f"http://127.0.0.1:{port}{PLAN}/batches", b"{}", {"X-Sinch-Sim": answer}, timeout)
     return status, body
+
+
+def own_answer(reason: str) -> bytes:
+    """The body of the proxy's 502 for an upstream that failed with `reason`."""
+    return f"sinch-sms-proxy: {UPSTREAM_ERROR_TEXTS[reason]} (reason={reason})\n".encode()
 
 
 def errors_by_reason(samples: dict, region: str) -> dict[str, float]:
@@ -160,9 +166,12 @@ def test_connection_failures_are_counted_once_under_their_reason(tmp_path, pki) 
             "refused": "connect",
             "nxdomain": "dns",
         }
-        for region in expected:
-            status, body = post(ports[region])
-            assert status == 502, (region, body)
+        for region, reason in expected.items():
+            status, headers, body = http(
+                "POST", f"http://127.0.0.1:{ports[region]}{PLAN}/batches", b"{}", {"X-Sinch-Sim": "ok"}
+            )
+            assert (status, body) == (502, own_answer(reason)), region
+            assert headers["Content-Type"] == "text/plain; charset=utf-8", region
         samples = scrape(proxy.ports["metrics"])
         for region, reason in expected.items():
             assert errors_by_reason(samples, region) == {reason: 1}, region
@@ -197,10 +206,10 @@ def test_an_upstream_that_never_answers_is_cut_at_the_timeout(tmp_path) -> None:
         results = {}
         for region in upstreams:
             started = time.monotonic()
-            results[region] = (post(ports[region], "hang", timeout=60)[0], time.monotonic() - started)
+            results[region] = (post(ports[region], "hang", timeout=60), time.monotonic() - started)
         samples = scrape(proxy.ports["metrics"])
-        for region, (status, elapsed) in results.items():
-            assert status == 502, region
+        for region, (answer, elapsed) in results.items():
+            assert answer == (502, own_answer("timeout")), region
             # the deadline checks every timeout/4 (≥ 50 ms): cut between 1 s and a loaded-machine 15 s
             assert timeout <= elapsed < 15, (region, elapsed)
             assert errors_by_reason(samples, region) == {"timeout": 1}, region
@@ -221,8 +230,8 @@ def test_closed_resets_and_cuts_are_counted_once_as_closed(tmp_path) -> None:
         # One endpoint per fault, so each is seen in its own series.
         faults = {"drop": "batches", "reset": "groups", "cut": "inbounds", "gzip:chunked:cut": "delivery_reports"}
         for fault, endpoint in faults.items():
-            status, _, _ = http("POST", f"http://127.0.0.1:{port}{PLAN}/{endpoint}", b"{}", {"X-Sinch-Sim": fault})
-            assert status == 502, fault
+            status, _, body = http("POST", f"http://127.0.0.1:{port}{PLAN}/{endpoint}", b"{}", {"X-Sinch-Sim": fault})
+            assert (status, body) == (502, own_answer("closed")), fault
             assert http("GET", f"http://127.0.0.1:{port}{PLAN}/{endpoint}")[0] == 200  # and it keeps serving
         samples = scrape(proxy.ports["metrics"])
         for fault, endpoint in faults.items():
@@ -652,7 +661,7 @@ def test_answers_that_are_not_http_are_protocol_errors(tmp_path) -> None:
                 response = conn.getresponse()
                 assert response.status == status, name
                 if status == 502:
-                    response.read()
+                    assert response.read() == own_answer("protocol"), name
                 else:
                     with pytest.raises(httpclient.IncompleteRead):
                         response.read()

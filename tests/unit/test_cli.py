@@ -165,7 +165,10 @@ def test_wrap_help_splits_only_plain_lists_after_commas() -> None:
 # --- the README's flag table ---------------------------------------------------------------------
 
 #: README defaults written for people, where the literal one would not read well in a table.
-README_DEFAULTS = {"forward-hosts": "`{region}.sms.api.sinch.com`", "latency-buckets": "see above"}
+README_DEFAULTS = {
+    "forward-hosts": "`{region}.sms.api.sinch.com` and `zt.{region}.sms.api.sinch.com`",
+    "latency-buckets": "see above",
+}
 
 
 def readme_rows() -> dict[str, list[str]]:

@@ -11,9 +11,12 @@ import re
 
 from sinch_sms_exporter.contract.labels import ENDPOINT_TEMPLATES, KNOWN_METHODS, OTHER
 
-#: The Sinch SMS API's regional hosts, e.g. `eu.sms.api.sinch.com` → `eu`. Host patterns are
-#: matched against the whole host name (fullmatch), so they carry no anchors.
-SINCH_HOST_PATTERN = r"(?:(?P<region>[a-z0-9-]{1,32})\.)?sms\.api\.sinch\.com"
+#: The Sinch SMS API's regional hosts in both forms: `eu.sms.api.sinch.com` (service-plan
+#: tokens) and `zt.eu.sms.api.sinch.com` (project/OAuth auth, the official SDKs' default), both
+#: → `eu`. The OAuth token host `auth.sinch.com` does not match: it carries client secrets and
+#: is never decrypted. Host patterns are matched against the whole host name (fullmatch), so
+#: they carry no anchors.
+SINCH_HOST_PATTERN = r"(?:zt\.)?(?:(?P<region>[a-z0-9-]{1,32})\.)?sms\.api\.sinch\.com"
 SINCH_HOST_RE = re.compile(SINCH_HOST_PATTERN, re.IGNORECASE)
 
 
@@ -88,7 +91,8 @@ def method_label(method: str) -> str:
 
 
 def region_of_host(host: str) -> str | None:
-    """`eu.sms.api.sinch.com` → `eu`; `sms.api.sinch.com` → `us`; other hosts → None."""
+    """`eu.sms.api.sinch.com` and `zt.eu.sms.api.sinch.com` → `eu`; `sms.api.sinch.com` → `us`;
+    other hosts → None."""
     match = SINCH_HOST_RE.fullmatch(host)
     if match is None:
         return None

@@ -68,6 +68,14 @@ _STATUSES = (
         body="resource",
     ),
     StatusInfo(
+        202,
+        "Accepted",
+        "The request was accepted for processing; the answer has no body (delivery feedback "
+        "on `POST /batches/{batch_id}/delivery_feedback` answers so).",
+        "Nothing to do.",
+        body="none",
+    ),
+    StatusInfo(
         400,
         "Bad Request",
         "The request does not conform to the API: its syntax, a field's format or a constraint "
@@ -206,6 +214,48 @@ _CODES = (
         "A referenced group ID is unknown to the API: the ID is invalid or the group was deleted.",
         "Check that the group ID in the request belongs to an existing group.",
         "Unknown group.",
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
+    ),
+    CodeInfo(
+        "unknown_campaign",
+        403,
+        "The campaign ID sent with the batch does not belong to the sender number (`from`) of the batch.",
+        "Check that the sender number is registered to the campaign the service names, or send "
+        "from a number of that campaign.",
+        "The campaign ID does not match the specified originator.",
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
+    ),
+    CodeInfo(
+        "batch_already_dispatched",
+        403,
+        "An update of a batch came after the batch had been dispatched: messages already on "
+        "their way cannot be changed.",
+        "Change scheduled batches (`send_at` in the future) only; for a batch already sent, send a new one instead.",
+        "The batch has already been dispatched.",
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
+    ),
+    # The two conflict_* codes come from Sinch's legacy Java SDK, which lists them without an
+    # HTTP status. 403 is our choice: Sinch's status table has no 409, its 403 is "valid but
+    # cannot be performed" (the family of batch_already_dispatched, the closest documented
+    # case), and 400 is for malformed requests, which these are not. The meaning says so.
+    CodeInfo(
+        "conflict_group_name",
+        403,
+        "A group was created with a name another group already has. (Sinch does not document "
+        "the HTTP status of this code; 403 is the exporter's assumption.)",
+        "Reuse the existing group (list groups by name) or pick a unique name.",
+        "A group with this name already exists.",
+        alert=alerts.ALERT_CLIENT_ERROR_BURST,
+    ),
+    CodeInfo(
+        "conflict_send_at",
+        403,
+        "A batch was cancelled after its messages had already been sent out: there is nothing "
+        "left to cancel. (Sinch does not document the HTTP status of this code; 403 is the "
+        "exporter's assumption.)",
+        "Cancel only batches scheduled for later (`send_at`); check whether the service "
+        "cancels batches it meant to keep.",
+        "The batch has already been sent.",
         alert=alerts.ALERT_CLIENT_ERROR_BURST,
     ),
 )

@@ -36,6 +36,17 @@ UPSTREAM_ERROR_REASONS: tuple[str, ...] = (
     REASON_PROTOCOL,
     OTHER,
 )
+#: What the proxy tells the client in its own 502 when an upstream failed, by reason: one
+#: short line, the same words for every flow (nothing of the request or the upstream in it).
+UPSTREAM_ERROR_TEXTS: dict[str, str] = {
+    REASON_CONNECT: "cannot connect to the upstream",
+    REASON_DNS: "the upstream host name does not resolve",
+    REASON_TIMEOUT: "the upstream did not answer within the upstream timeout",
+    REASON_TLS: "the TLS handshake with the upstream failed",
+    REASON_CLOSED: "the upstream closed the connection before its answer was complete",
+    REASON_PROTOCOL: "the upstream's answer is not valid HTTP",
+    OTHER: "the upstream failed",
+}
 
 # --- method ----------------------------------------------------------------------------------
 #: Methods kept verbatim in the `method` label; anything else is OTHER (methods are client-controlled).

@@ -34,7 +34,7 @@ from sinch_sms_exporter.classify.upstream_errors import upstream_error_reason
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import Metrics
-from sinch_sms_exporter.mitm import logredact
+from sinch_sms_exporter.mitm import answers, logredact
 from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
 from sinch_sms_exporter.mitm.upstream_log import UpstreamFailureLog
 
@@ -156,6 +156,8 @@ class SinchSmsExporter:
         # mitmproxy quotes raw traffic bytes in some log messages: redact them in every log
         # handler there is (sinch-sms-proxy's terminal log, and mitmdump's when loaded with -s).
         logredact.install()
+        # A failed upstream: the client gets one plain line with the reason, not an HTML page.
+        answers.install()
         self._check_deferred(loader.master.options)
         for name, setting in settings.OPTIONS.items():
             loader.add_option(name, setting.kind, setting.default, setting.help)
@@ -305,9 +307,11 @@ class SinchSmsExporter:
 
     def error(self, flow: http.HTTPFlow) -> None:
         timed_out = self.deadline.pop_expired(flow)
+        reason = labels.REASON_TIMEOUT if timed_out else upstream_error_reason(flow)
+        if reason is not None:
+            answers.note(flow.client_conn.id, reason)
         if self.metrics is None or not self._counted(flow):
             return
-        reason = "timeout" if timed_out else upstream_error_reason(flow)
         region = self._region(flow)
         endpoint = routes.endpoint_of(flow.request.path)
         method = routes.method_label(flow.request.method)
@@ -316,6 +320,9 @@ class SinchSmsExporter:
         else:
             self.metrics.record_upstream_error(region, endpoint, method, reason)
             self.failures.failed(reason, flow.request.host, flow.request.port, region)
+
+    def client_disconnected(self, client: mitmproxy.connection.Client) -> None:
+        answers.forget(client.id)
 
     # --- helpers -------------------------------------------------------------------------
 

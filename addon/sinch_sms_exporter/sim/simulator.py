@@ -8,12 +8,21 @@ proxy; it shares only the catalog with the product, it is not a mock of the prox
 What it answers is chosen, in this order, by
 1. the request header `X-Sinch-Sim: ANSWER` or the query parameter `sim=ANSWER` (tests);
 2. the path: one outside the API's endpoints gets 404 with no body, as from the real API;
-3. a weighted scenario (`--scenario demo`, for the demo and benchmarks);
-4. the realistic success of the endpoint (201 for POST /batches, 200 for GET, …).
+3. the simulator's script: answers queued for the next requests (`Simulator.script`, for
+   clients whose headers a test cannot set, such as Sinch's SDKs);
+4. a weighted scenario (`--scenario demo`, for the demo and benchmarks);
+5. the realistic success of the endpoint (201 for POST /batches, 202 for delivery feedback,
+   pages of `page_size` for lists, …), in the shape Sinch's SDKs deserialize.
+
+Paths may carry a service plan ID (`{region}.sms.api.sinch.com`) or a project ID
+(`zt.{region}.sms.api.sinch.com`): `/xms/v1/{id}/…` either way. `POST /oauth2/token` with
+Basic credentials answers an OAuth access token (auth.sinch.com's shape), for project auth.
 
 ANSWER is a status (`429`), a status and code (`403:blocked_account`), a code alone
 (`blocked_account`), or one of: `ok`, `big` (a 2 MiB success list), `novel:CODE`
-(a 400 with a code outside the catalog), `garbage` (a 403 whose body is not JSON), and the
+(a 400 with a code outside the catalog), `garbage` (a 403 whose body is not JSON), `expired`
+(a 401 whose WWW-Authenticate says the OAuth token expired), `html503` (a 503 with an HTML
+page, as from a load balancer), and the
 faults `drop` (close without answering), `reset` (TCP RST), `cut` (headers and half the
 body, then close), `malformed` (a line that is not HTTP, then close), `hang` (never answer),
 `slow:SECONDS` (answer late). Modifiers go first:
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import gzip
 import json
@@ -69,7 +79,7 @@ DEMO_SCENARIO: dict[str, float] = {
 CATALOG_ANSWERS: tuple[str, ...] = (
     "ok",
     *(f"{c.status}:{c.code}" for c in catalog.CODES.values()),
-    *(str(s.status) for s in catalog.STATUSES.values() if s.body != "json_code" and s.status >= 400),
+    *(str(s.status) for s in catalog.STATUSES.values() if s.body != "json_code" and s.status >= 202),
 )
 SCENARIOS = {"demo": DEMO_SCENARIO, "success": {"ok": 1.0}, "blocked": {"403:blocked_account": 1.0}}
 
@@ -96,29 +106,114 @@ def _error_json(code: str, text: str) -> bytes:
     return json.dumps({"code": code, "text": text}).encode()
 
 
-def _success(method: str, endpoint: str) -> tuple[int, bytes]:
-    """A realistic success body for an endpoint (ids and numbers are fake)."""
-    batch = {
-        "id": "01FC66621XXXXX119Z8PMV1QPQ",
-        "to": ["15551231234"],
+_STAMP = "2026-11-23T10:00:00.000Z"
+_BATCH_ID = "01FC66621XXXXX119Z8PMV1QPQ"
+_GROUP_ID = "01FC66621VHDBN119Z8PMV1AHY"
+_NUMBER = "15551231234"
+#: Items in every simulated list (so that paging with page_size < 3 takes several pages).
+LIST_TOTAL = 3
+
+
+def _batch(canceled: bool = False) -> dict:
+    return {
+        "id": _BATCH_ID,
+        "to": [_NUMBER],
         "from": "12345",
         "body": "Hello",
         "type": "mt_text",
-        "canceled": False,
-        "created_at": "2026-11-23T10:00:00.000Z",
-        "modified_at": "2026-11-23T10:00:00.000Z",
+        "canceled": canceled,
+        "delivery_report": "none",
+        "created_at": _STAMP,
+        "modified_at": _STAMP,
+        "expire_at": "2026-11-26T10:00:00.000Z",
+        "flash_message": False,
     }
+
+
+def _group() -> dict:
+    return {"id": _GROUP_ID, "name": "Group", "size": 2, "created_at": _STAMP, "modified_at": _STAMP}
+
+
+def _recipient_report() -> dict:
+    return {
+        "at": _STAMP,
+        "batch_id": _BATCH_ID,
+        "code": 0,
+        "recipient": _NUMBER,
+        "status": "Delivered",
+        "type": "recipient_delivery_report_sms",
+    }
+
+
+def _inbound() -> dict:
+    return {
+        "type": "mo_text",
+        "id": "01FC66621XXXXX119Z8PMV1INB",
+        "from": _NUMBER,
+        "to": "12345",
+        "body": "Hi",
+        "received_at": _STAMP,
+    }
+
+
+#: What a list endpoint lists: its JSON key and one item.
+_LISTS = {
+    "batches": ("batches", _batch),
+    "groups": ("groups", _group),
+    "inbounds": ("inbounds", _inbound),
+    "delivery_reports": ("delivery_reports", _recipient_report),
+}
+
+
+def _page(endpoint: str, query: dict[str, list[str]]) -> dict:
+    """One page of a list, as the API pages: `page` (from 0) and `page_size` of the request,
+    `count` of all items, `page_size` of the answer = items on this page."""
+    key, item = _LISTS[endpoint]
+
+    def number(name: str, default: int) -> int:
+        try:
+            return max(int((query.get(name) or [default])[0]), 0)
+        except ValueError:
+            return default
+
+    page, size = number("page", 0), number("page_size", 30) or 30
+    on_page = max(min(size, LIST_TOTAL - page * size), 0)
+    return {"count": LIST_TOTAL, "page": page, "page_size": on_page, key: [item() for _ in range(on_page)]}
+
+
+def _success(method: str, endpoint: str, query: dict[str, list[str]] | None = None) -> tuple[int, bytes]:
+    """A realistic success of an endpoint (ids and numbers are fake), in the shape the API
+    documents and Sinch's SDKs deserialize: 201 for what POST creates, 202 (no body) for
+    delivery feedback, pages for lists."""
     if method == "POST" and endpoint in ("batches", "groups"):
-        return 201, json.dumps(batch).encode()
-    if endpoint in ("batches", "groups", "inbounds", "delivery_reports") and method == "GET":
-        key = {"delivery_reports": "delivery_reports", "inbounds": "inbounds"}.get(endpoint, endpoint)
-        return 200, json.dumps({"count": 1, "page": 0, "page_size": 30, key: [batch]}).encode()
+        return 201, json.dumps(_batch() if endpoint == "batches" else _group()).encode()
+    if method == "GET" and endpoint in _LISTS:
+        return 200, json.dumps(_page(endpoint, query or {})).encode()
     if endpoint == "batches/dry_run":
-        return 200, json.dumps({"number_of_recipients": 1, "number_of_messages": 1}).encode()
-    return 200, json.dumps(batch).encode()
+        per_recipient = [{"recipient": _NUMBER, "number_of_parts": 1, "body": "Hello", "encoding": "text"}]
+        return 200, json.dumps(
+            {"number_of_recipients": 1, "number_of_messages": 1, "per_recipient": per_recipient}
+        ).encode()
+    if endpoint == "batches/{batch_id}/delivery_feedback":
+        return 202, b""
+    if endpoint == "batches/{batch_id}/delivery_report":
+        statuses = [{"code": 0, "count": 1, "status": "Delivered", "recipients": [_NUMBER]}]
+        report = {"batch_id": _BATCH_ID, "statuses": statuses, "total_message_count": 1, "type": "delivery_report_sms"}
+        return 200, json.dumps(report).encode()
+    if endpoint == "batches/{batch_id}/delivery_report/{recipient}":
+        return 200, json.dumps(_recipient_report()).encode()
+    if endpoint == "groups/{group_id}":
+        return 200, (b"" if method == "DELETE" else json.dumps(_group()).encode())
+    if endpoint == "groups/{group_id}/members":
+        return 200, json.dumps([_NUMBER, "15551231235"]).encode()
+    if endpoint == "inbounds/{inbound_id}":
+        return 200, json.dumps(_inbound()).encode()
+    return 200, json.dumps(_batch(canceled=method == "DELETE")).encode()
 
 
-def parse_answer(spec: str, method: str = "GET", endpoint: str = "batches") -> Answer:
+def parse_answer(
+    spec: str, method: str = "GET", endpoint: str = "batches", query: dict[str, list[str]] | None = None
+) -> Answer:
     """Turn an ANSWER spec into an Answer; BadAnswer with a readable message if unknown."""
     answer = Answer()
     parts = spec.strip().split(":")
@@ -133,15 +228,15 @@ def parse_answer(spec: str, method: str = "GET", endpoint: str = "batches") -> A
     head, rest = parts[0], parts[1:]
     if head in FAULTS:
         answer.fault = head
-        answer.status, answer.body = _success(method, endpoint)
+        answer.status, answer.body = _success(method, endpoint, query)
     elif head == "slow":
         try:
             answer.delay = float(rest[0])
         except (IndexError, ValueError):
             raise BadAnswer(f"slow needs seconds, e.g. slow:0.5 (got {spec!r})") from None
-        answer.status, answer.body = _success(method, endpoint)
+        answer.status, answer.body = _success(method, endpoint, query)
     elif head == "ok":
-        answer.status, answer.body = _success(method, endpoint)
+        answer.status, answer.body = _success(method, endpoint, query)
     elif head == "big":
         item = {"id": "01FC66621XXXXX119Z8PMV1QPQ", "to": ["15551231234"], "body": "x" * 200}
         answer.body = json.dumps({"count": 8000, "batches": [item] * 8000}).encode()
@@ -149,6 +244,15 @@ def parse_answer(spec: str, method: str = "GET", endpoint: str = "batches") -> A
         if not rest:
             raise BadAnswer("novel needs a code, e.g. novel:quota_exceeded")
         answer.status, answer.body = 400, _error_json(":".join(rest), "A code the catalog does not know.")
+    elif head == "expired":
+        # An expired OAuth access token, as Sinch's SDKs recognise it: they fetch a new token and retry.
+        # No body: what a gateway sends with its challenge (and what the SDKs can renew on; a
+        # text body would end Sinch's Python SDK with a JSON error before it looks at the header).
+        answer.status, answer.body, answer.content_type = 401, b"", None
+        answer.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token", error_description="expired"'))
+    elif head == "html503":
+        page = b"<html><head><title>503 Service Unavailable</title></head><body>Try again later.</body></html>"
+        answer.status, answer.body, answer.content_type = 503, page, "text/html"
     elif head == "garbage":
         answer.status, answer.body, answer.content_type = 403, b"<html>Forbidden</html>", "text/html"
     elif head in catalog.CODES:
@@ -162,7 +266,7 @@ def parse_answer(spec: str, method: str = "GET", endpoint: str = "batches") -> A
             known = catalog.CODES.get(code)
             answer.body = _error_json(code, known.text if known else "Simulated error.")
         elif info is not None and info.body == "resource":
-            answer.body = _success(method, endpoint)[1]
+            answer.body = _success(method, endpoint, query)[1]
         elif (info is not None and info.body == "none") or answer.status in (204, 304):
             answer.body, answer.content_type = b"", None
         else:
@@ -189,6 +293,21 @@ def _encode(body: bytes, encoding: str) -> bytes:
     return zlib.compress(body)  # deflate
 
 
+#: auth.sinch.com's token path (project auth: Basic key_id:key_secret → a Bearer token).
+OAUTH_TOKEN_PATH = "/oauth2/token"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request the simulator got (tests compare it with what the client meant to send)."""
+
+    method: str
+    path: str
+    host: str
+    authorization: str
+    answer: int
+
+
 class Simulator:
     """An asyncio HTTP/1.1 server (keep-alive, optional TLS) answering like the Sinch SMS API."""
 
@@ -201,14 +320,23 @@ class Simulator:
         self.served = 0
         #: Open client connections, closed at shutdown rather than waited for.
         self.connections: set[asyncio.StreamWriter] = set()
+        #: ANSWER specs for the next API requests, first in first out (appended by tests).
+        self.script: collections.deque[str] = collections.deque()
+        #: Every request, in order (bounded: the demo runs for hours).
+        self.seen: collections.deque[Seen] = collections.deque(maxlen=10_000)
+        self.tokens_issued = 0
 
     def choose(self, request_spec: str | None, endpoint: str = "batches") -> str:
         """The ANSWER spec for one request: its own choice, else 404 for a path outside the API
-        (the real API answers an invalid path so, whatever else happens), else the scenario's."""
+        (the real API answers an invalid path so, whatever else happens), else the script's
+        next answer, else the scenario's."""
         if request_spec:
             return request_spec
         if endpoint == labels.OTHER:
             return "404"
+        if self.script:
+            with contextlib.suppress(IndexError):  # emptied by another connection meanwhile
+                return self.script.popleft()
         if self.scenario:
             return self.random.choices(self._choices, self._weights)[0]
         return "ok"
@@ -219,6 +347,8 @@ class Simulator:
             while await self._one_request(reader, writer):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError):
+            pass
+        except asyncio.CancelledError:  # the server shuts down (a test's in-process simulator)
             pass
         finally:
             self.connections.discard(writer)
@@ -245,13 +375,20 @@ class Simulator:
             await _read_chunked(reader)
 
         url = urlsplit(target)
-        spec = headers.get("x-sinch-sim") or (parse_qs(url.query).get("sim") or [None])[0]
+        query = parse_qs(url.query)
+        spec = headers.get("x-sinch-sim") or (query.get("sim") or [None])[0]
         endpoint = routes.endpoint_of(url.path)
-        try:
-            answer = parse_answer(self.choose(spec, endpoint), method, endpoint)
-        except BadAnswer as exc:
-            answer = Answer(status=599, body=f"simulator: {exc}\n".encode(), content_type="text/plain")
+        if url.path == OAUTH_TOKEN_PATH and method == "POST" and not spec:
+            answer = self._token(headers.get("authorization", ""))
+        else:
+            try:
+                answer = parse_answer(self.choose(spec, endpoint), method, endpoint, query)
+            except BadAnswer as exc:
+                answer = Answer(status=599, body=f"simulator: {exc}\n".encode(), content_type="text/plain")
         self.served += 1
+        self.seen.append(
+            Seen(method, url.path, headers.get("host", ""), headers.get("authorization", ""), answer.status)
+        )
         keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
         return await self._send(writer, answer, keep_alive, head_only=method == "HEAD")
 
@@ -306,6 +443,20 @@ class Simulator:
         writer.write(b"".join(out))
         await writer.drain()
         return keep_alive and answer.fault != "cut"
+
+    def _token(self, authorization: str) -> Answer:
+        """auth.sinch.com's client-credentials grant: a fresh token for Basic credentials."""
+        if not authorization.startswith("Basic "):
+            body = {"error": "invalid_client", "error_description": "Client authentication failed."}
+            return Answer(status=401, body=json.dumps(body).encode())
+        self.tokens_issued += 1
+        token = {
+            "access_token": f"sim-access-token-{self.tokens_issued}",
+            "expires_in": 3599,
+            "scope": "",
+            "token_type": "bearer",
+        }
+        return Answer(status=200, body=json.dumps(token).encode())
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> None:

@@ -74,6 +74,12 @@ def test_the_plan_id_never_reaches_the_label() -> None:
         ("EU.SMS.API.SINCH.COM", "eu"),
         ("au.sms.api.sinch.com", "au"),
         ("sms.api.sinch.com", "us"),
+        ("zt.eu.sms.api.sinch.com", "eu"),  # project (OAuth) auth: the SDKs' default host
+        ("zt.us.sms.api.sinch.com", "us"),
+        ("ZT.EU.SMS.API.SINCH.COM", "eu"),
+        ("auth.sinch.com", None),  # the OAuth token host: never decrypted (client secrets)
+        ("zt.eu.sms.api.sinch.com.evil.com", None),
+        ("xx.zt.eu.sms.api.sinch.com", None),
         ("evil.com", None),
         ("us.sms.api.sinch.com.evil.com", None),
         ("a.b.sms.api.sinch.com", None),
@@ -94,6 +100,8 @@ def test_region_of_host(host: str, region: str | None) -> None:
     [
         (routes.SINCH_HOST_PATTERN, "eu.sms.api.sinch.com:443", True),
         (routes.SINCH_HOST_PATTERN, "sms.api.sinch.com:8443", True),
+        (routes.SINCH_HOST_PATTERN, "zt.eu.sms.api.sinch.com:443", True),
+        (routes.SINCH_HOST_PATTERN, "auth.sinch.com:443", False),
         (routes.SINCH_HOST_PATTERN, "eu.sms.api.sinch.com.evil.com:443", False),
         (routes.SINCH_HOST_PATTERN, "api.example.com:443", False),
         (r"^127\.0\.0\.1$", "127.0.0.1:8443", True),  # habitual anchors are tolerated
@@ -112,3 +120,13 @@ def test_allow_hosts_patterns_match_host_and_port(pattern: str, host: str, allow
 )
 def test_method_label(method: str, label: str) -> None:
     assert routes.method_label(method) == label
+
+
+def test_help_names_both_host_forms_and_the_untouched_auth_host() -> None:
+    """`--help` tells forward-mode users which hosts are decrypted and which never are."""
+    from sinch_sms_exporter import cli
+
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "zt.{region}.sms.api.sinch.com" in text and "{region}.sms.api.sinch.com" in text
+    assert "auth.sinch.com" in text
+    assert not re.fullmatch(routes.host_pattern(routes.SINCH_HOST_PATTERN), "auth.sinch.com")

@@ -5,6 +5,7 @@ answers is what the real API answers, so the demo's and the benchmarks' numbers 
 from __future__ import annotations
 
 import collections
+import json
 import socket
 
 import pytest
@@ -65,3 +66,45 @@ def test_malformed_answers_a_line_that_is_not_http_then_closes(tmp_path) -> None
         while chunk := conn.recv(4096):
             received += chunk
     assert received == b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\r\n"
+
+
+def test_lists_are_paged_as_the_api_pages() -> None:
+    pages = [
+        json.loads(simulator.parse_answer("ok", "GET", "groups", {"page": [str(p)], "page_size": ["2"]}).body)
+        for p in range(3)
+    ]
+    assert [(p["count"], p["page"], p["page_size"], len(p["groups"])) for p in pages] == [
+        (simulator.LIST_TOTAL, 0, 2, 2),
+        (simulator.LIST_TOTAL, 1, 1, 1),
+        (simulator.LIST_TOTAL, 2, 0, 0),
+    ]
+
+
+def test_delivery_feedback_is_accepted_with_no_body() -> None:
+    answer = simulator.parse_answer("ok", "POST", "batches/{batch_id}/delivery_feedback")
+    assert (answer.status, answer.body) == (202, b"")
+
+
+def test_expired_carries_the_challenge_the_sdks_renew_on() -> None:
+    answer = simulator.parse_answer("expired", "POST", "batches")
+    assert answer.status == 401 and answer.body == b""
+    assert ("WWW-Authenticate", 'Bearer error="invalid_token", error_description="expired"') in answer.headers
+
+
+def test_the_script_answers_before_the_scenario_but_after_the_path() -> None:
+    sim = simulator.Simulator(simulator.DEMO_SCENARIO, seed=7)
+    sim.script.extend(["429", "403:blocked_account"])
+    assert sim.choose(None, labels.OTHER) == "404"
+    assert [sim.choose(None, "batches") for _ in range(2)] == ["429", "403:blocked_account"]
+    assert sim.choose("ok", "batches") == "ok" and not sim.script
+
+
+@pytest.mark.e2e
+def test_the_token_endpoint_answers_basic_credentials_only(tmp_path) -> None:
+    with running(start_simulator(tmp_path)) as sim:
+        base = f"http://127.0.0.1:{sim.ports['http']}"
+        basic = {"Authorization": "Basic S0VZSUQ6U0VDUkVU", "Content-Type": "application/x-www-form-urlencoded"}
+        status, _, body = http("POST", f"{base}/oauth2/token", b"grant_type=client_credentials", basic)
+        assert status == 200
+        assert set(json.loads(body)) == {"access_token", "expires_in", "scope", "token_type"}
+        assert http("POST", f"{base}/oauth2/token", b"grant_type=client_credentials")[0] == 401
