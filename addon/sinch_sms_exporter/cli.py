@@ -25,6 +25,7 @@ from sinch_sms_exporter.classify.responses import DEFAULT_BODY_LIMIT
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, parse_buckets
 from sinch_sms_exporter.mitm.addon import DEFAULT_METRICS_PORT, DEFAULT_UPSTREAM_TIMEOUT, parse_region_map
+from sinch_sms_exporter.mitm.lifecycle import DEFAULT_SHUTDOWN_GRACE
 
 PROG = "sinch-sms-proxy"
 ENV_PREFIX = "SINCH_PROXY_"
@@ -176,6 +177,15 @@ def build_parser() -> _Parser:
         help="time to wait for the upstream's response headers before answering 502 (0: forever)",
     )
     add(
+        "--shutdown-grace",
+        type=float,
+        default=DEFAULT_SHUTDOWN_GRACE,
+        metavar="SECONDS",
+        help="on SIGTERM or a first SIGINT, keep proxying until no call is in flight and /metrics was "
+        "scraped since the last count (at once if never scraped), at most this long; a second signal "
+        "stops at once (0: exit at once)",
+    )
+    add(
         "--body-limit",
         type=int,
         default=DEFAULT_BODY_LIMIT,
@@ -301,6 +311,8 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--code-cap must be 0 or more")
     if args.upstream_timeout < 0:
         raise UsageError("--upstream-timeout must be 0 (off) or more seconds")
+    if not 0 <= args.shutdown_grace < float("inf"):
+        raise UsageError("--shutdown-grace must be 0 (exit at once) or more seconds")
     for path, flag in (
         (args.upstream_ca, "--upstream-ca"),
         (args.metrics_web_config, "--metrics-web-config"),
@@ -322,6 +334,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         "sinch_code_cap": args.code_cap,
         "sinch_latency_buckets": args.latency_buckets,
         "sinch_upstream_timeout": f"{args.upstream_timeout:g}",
+        "sinch_shutdown_grace": f"{args.shutdown_grace:g}",
     }
     if args.upstream_ca:
         settings["ssl_verify_upstream_trusted_ca"] = str(Path(args.upstream_ca).expanduser())

@@ -10,6 +10,9 @@ set on a flow is how its response body is carried (buffered or streamed), never 
 whether every proxy listener runs (`proxy_listener_problems`). A metrics port that cannot be
 opened at startup is an error-level log: mitmproxy's errorcheck addon (in mitmdump and in
 sinch-sms-proxy) then ends the process, since a sidecar without /metrics is useless.
+
+Shutdown (lifecycle.py): `done` on the way out returns the drain for mitmproxy to await, so
+calls in flight finish and the last counts get scraped before the process goes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import errno
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Optional, TypeVar
 
 import mitmproxy
@@ -35,6 +38,7 @@ from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, Metrics, parse_buckets
 from sinch_sms_exporter.mitm import logredact
+from sinch_sms_exporter.mitm.lifecycle import DEFAULT_SHUTDOWN_GRACE, Lifecycle
 from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
 
 logger = logging.getLogger(__name__)
@@ -123,6 +127,7 @@ class SinchSmsExporter:
         self.metrics: Metrics | None = None
         self.server: MetricsServer | None = None
         self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
+        self.lifecycle = Lifecycle(DEFAULT_SHUTDOWN_GRACE)
         self._body_limit = responses.DEFAULT_BODY_LIMIT
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
@@ -185,6 +190,13 @@ class SinchSmsExporter:
             "answering the client 502 and counting reason=\"timeout\" (0: wait forever). A "
             "string, because mitmproxy's --set parses no float options.",
         )  # fmt: skip
+        loader.add_option(
+            "sinch_shutdown_grace", str, f"{DEFAULT_SHUTDOWN_GRACE:g}",
+            "Seconds the proxy may keep running after SIGTERM or a first SIGINT: it still "
+            "proxies, and exits once no call is in flight and /metrics was scraped since the "
+            "last count (at once if never scraped), or when this runs out; a second signal "
+            "stops it at once (0: exit at once). A string: mitmproxy's --set parses no floats.",
+        )  # fmt: skip
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -195,6 +207,7 @@ class SinchSmsExporter:
         if not 0 <= opts.sinch_metrics_port <= 65535:
             raise exceptions.OptionsError(f"sinch_metrics_port {opts.sinch_metrics_port} is not a port")
         upstream_timeout = _parsed("sinch_upstream_timeout", parse_timeout, opts.sinch_upstream_timeout)
+        shutdown_grace = _parsed("sinch_shutdown_grace", parse_timeout, opts.sinch_shutdown_grace)
         buckets = _parsed("sinch_latency_buckets", parse_buckets, opts.sinch_latency_buckets)
         regions = _parsed("sinch_regions", parse_region_map, opts.sinch_regions)
         counted_hosts = _parsed(
@@ -207,6 +220,7 @@ class SinchSmsExporter:
         self._region_cache.clear()
         self._counted_hosts = counted_hosts
         self.deadline.timeout = upstream_timeout
+        self.lifecycle.grace = shutdown_grace
         if self.metrics is None or updated & {"sinch_latency_buckets", "sinch_code_cap", "sinch_regions"}:
             self.metrics = Metrics(
                 buckets=buckets,
@@ -235,7 +249,24 @@ class SinchSmsExporter:
         self.deadline.start()
         self._restart_server()
 
-    def done(self) -> None:
+    def done(self) -> Awaitable[None] | None:
+        """On the way out (mitmproxy's exit flag is set), the drain, which mitmproxy awaits
+        with its listeners still running; then stop. A plain def returning an awaitable, not
+        an `async def`: mitmproxy calls `done` synchronously when a script is reloaded or
+        removed, and refuses async handlers there."""
+        exiting = getattr(ctx.master, "should_exit", None)
+        if self._running and exiting is not None and exiting.is_set():
+            return self._drain_then_stop()
+        self._stop()
+        return None
+
+    async def _drain_then_stop(self) -> None:
+        try:
+            await self.lifecycle.drain(lambda: self.metrics)
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
         self._running = False
         self._loop = None
         self.deadline.stop()
@@ -251,7 +282,9 @@ class SinchSmsExporter:
         if port and self.metrics is not None:
             host = ctx.options.sinch_metrics_host
             try:
-                self.server = MetricsServer.start(self.metrics.registry, host, port, self._web_config, self.health)
+                self.server = MetricsServer.start(
+                    self.metrics.registry, host, port, self._web_config, self.health, self.metrics
+                )
             except OSError as exc:
                 # Error level on purpose: during startup mitmproxy's errorcheck addon turns it
                 # into exit status 1 (mitmdump -s as much as sinch-sms-proxy). A sidecar that
@@ -264,7 +297,11 @@ class SinchSmsExporter:
 
     def health(self) -> str | None:
         """/healthz, from the metrics server's thread: None when the event loop answers and
-        every proxy listener runs, else why not (one line, nothing secret)."""
+        every proxy listener runs and it is not shutting down; else why not (one line,
+        nothing secret)."""
+        draining = self.lifecycle.health(self.metrics)
+        if draining is not None:
+            return draining
         loop = self._loop
         if loop is None:
             return "the proxy is not running"
@@ -291,6 +328,7 @@ class SinchSmsExporter:
     # --- hooks: thin, never raise on upstream data ---------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> None:
+        self.lifecycle.started(flow)  # every flow, counted or not: shutdown lets it finish
         if self._counted(flow):
             self.deadline.track(flow)
 
@@ -301,6 +339,12 @@ class SinchSmsExporter:
             response.stream = responses.stream_for(response, self._body_limit)
 
     def response(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._count_response(flow)
+        finally:
+            self.lifecycle.ended(flow)  # after the count: the drain then waits for its scrape
+
+    def _count_response(self, flow: http.HTTPFlow) -> None:
         if self.metrics is None or not self._counted(flow):
             return
         try:
@@ -312,6 +356,12 @@ class SinchSmsExporter:
 
     def error(self, flow: http.HTTPFlow) -> None:
         timed_out = self.deadline.pop_expired(flow)
+        try:
+            self._count_error(flow, timed_out)
+        finally:
+            self.lifecycle.ended(flow)
+
+    def _count_error(self, flow: http.HTTPFlow, timed_out: bool) -> None:
         if self.metrics is None or not self._counted(flow):
             return
         reason = "timeout" if timed_out else upstream_error_reason(flow)
