@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from deploy_files import DOCKERFILE, dockerfile_stages, final_stage
+from deploy_files import DOCKERFILE, compose, dockerfile_stages, duration_seconds, final_stage, shutdown_grace
 from helpers import (
     PLAN,
     PROXY,
@@ -99,6 +99,17 @@ def test_environment_and_ports_are_the_clis() -> None:
     health = " ".join(stage.exec_form("HEALTHCHECK"))
     assert "/healthz" in health
     assert f"'SINCH_PROXY_METRICS_PORT', '{args.metrics_port}'" in health
+
+
+def test_stop_signal_is_sigterm_which_drains_and_compose_waits_longer_than_the_drain() -> None:
+    """docker stop sends STOPSIGNAL: SIGTERM drains (SIGKILL would lose the calls in flight and
+    the unscraped counts). compose's stop_grace_period must outlast the drain."""
+    assert final_stage().all("STOPSIGNAL") == ["SIGTERM"]
+    grace = shutdown_grace({})
+    assert grace == cli.DEFAULT_SHUTDOWN_GRACE == 25
+    proxy = compose()["services"]["proxy"]
+    assert proxy.get("stop_signal", "SIGTERM") == "SIGTERM"
+    assert duration_seconds(proxy["stop_grace_period"]) > shutdown_grace(proxy.get("environment", {}))
 
 
 def test_runs_as_a_fixed_unprivileged_user_with_a_writable_confdir() -> None:
