@@ -259,19 +259,25 @@ def test_grace_zero_exits_at_once_even_with_a_call_in_flight(tmp_path: Path, gat
     assert code == 0, proxy.log()[-3000:]
 
 
-def test_mitmdump_s_drains_the_same_way(tmp_path: Path, gate: Gate) -> None:
-    """Under plain mitmdump the addon's `done` hook drains: mitmproxy awaits it with its
-    listeners still running, and the addon takes SIGTERM/SIGINT meanwhile (second signal)."""
+def start_mitmdump(tmp_path: Path, upstream: str, grace: str) -> Process:
     listen, metrics = free_port(), free_port()
     script = REPO / "addon" / "sinch_sms_exporter" / "mitmproxy_script.py"
-    argv = [str(BIN / "mitmdump"), "-q", "-s", str(script), "--mode", f"reverse:{gate.url}",
+    argv = [str(BIN / "mitmdump"), "-q", "-s", str(script), "--mode", f"reverse:{upstream}",
             "--listen-host", "127.0.0.1", "-p", str(listen), "--set", f"confdir={tmp_path / 'mitmproxy'}",
             "--set", "sinch_metrics_host=127.0.0.1", "--set", f"sinch_metrics_port={metrics}",
-            "--set", "sinch_shutdown_grace=30"]  # fmt: skip
-    with running(start(argv, tmp_path / "mitmdump.log")) as proxy:
-        proxy.ports.update(listen=listen, metrics=metrics)
-        wait_for_port(listen, proc=proxy.popen)
-        wait_for_port(metrics, proc=proxy.popen)
+            "--set", f"sinch_shutdown_grace={grace}"]  # fmt: skip
+    proxy = start(argv, tmp_path / "mitmdump.log")
+    proxy.ports.update(listen=listen, metrics=metrics)
+    wait_for_port(listen, proc=proxy.popen)
+    wait_for_port(metrics, proc=proxy.popen)
+    return proxy
+
+
+def test_mitmdump_s_drains_the_same_way(tmp_path: Path, gate: Gate) -> None:
+    """Under plain mitmdump the addon's `done` hook drains: mitmproxy awaits it with its
+    listeners still running."""
+    with running(start_mitmdump(tmp_path, gate.url, "30")) as proxy:
+        listen = proxy.ports["listen"]
         assert call(listen) == 201
         assert responses(proxy) == 1
         held = Call(listen)
@@ -287,6 +293,20 @@ def test_mitmdump_s_drains_the_same_way(tmp_path: Path, gate: Gate) -> None:
         assert responses(proxy) == 3
         code, took = wait_exit(proxy, PROMPT)
     print(f"\nmitmdump: exit {took * 1000:.0f} ms after the last scrape")
+    assert code == 0, proxy.log()[-3000:]
+
+
+def test_mitmdump_s_second_signal_stops_at_once(tmp_path: Path, gate: Gate) -> None:
+    """mitmdump's own handlers would only set its exit flag again: while draining, the addon
+    takes SIGTERM/SIGINT."""
+    with running(start_mitmdump(tmp_path, gate.url, "60")) as proxy:
+        Call(proxy.ports["listen"])
+        gate.wait_held()
+        proxy.popen.send_signal(signal.SIGINT)
+        wait_draining(proxy, "1 call in flight")
+        proxy.popen.send_signal(signal.SIGINT)
+        code, took = wait_exit(proxy, PROMPT)
+    print(f"\nmitmdump, second signal: exit {took * 1000:.0f} ms after it")
     assert code == 0, proxy.log()[-3000:]
 
 
