@@ -32,10 +32,13 @@ from helpers import (
     Process,
     free_port,
     http,
+    prom_query,
     running,
     scrape,
     start,
+    start_prometheus,
     start_proxy,
+    start_simulator,
     total,
     wait_for_port,
     wait_until,
@@ -192,6 +195,63 @@ def test_drain_finishes_the_call_in_flight_serves_new_calls_and_exits_once_scrap
     log = proxy.log()
     assert "shutting down: waiting for 1 call in flight" in log, log[-3000:]
     assert "drained" in log and "Traceback" not in log, log[-3000:]
+
+
+def test_sigterm_in_the_middle_of_traffic_loses_no_call_and_no_count(tmp_path: Path) -> None:
+    """The acceptance check: a real Prometheus scrapes every second while clients keep calling
+    through SIGTERM. Every call gets its answer, Prometheus's last values hold every answer the
+    clients got, and the proxy exits within about a scrape interval of the last call."""
+    answers = ("ok", "403:blocked_account", "slow:0.3", "429")
+    sent_after_signal = 5  # calls each client makes once the proxy got SIGTERM
+    with (
+        running(start_simulator(tmp_path)) as sim,
+        running(start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}", "--shutdown-grace", "20")) as proxy,
+    ):
+        config = f"""
+global: {{scrape_interval: 1s, scrape_timeout: 1s}}
+scrape_configs:
+  - job_name: sinch-sms-proxy
+    static_configs: [{{targets: ["127.0.0.1:{proxy.ports["metrics"]}"]}}]
+"""
+        with running(start_prometheus(tmp_path, config)) as prometheus:
+            prom = prometheus.ports["http"]
+            wait_until(lambda: prom_query(prom, "up == 1")["result"], what="the first scrape")
+            signalled = threading.Event()
+            lock = threading.Lock()
+            got: list[int | str] = []
+
+            def client(n: int) -> None:
+                after = 0
+                while after < sent_after_signal:
+                    after += signalled.is_set()
+                    sim_answer = answers[(n + len(got)) % len(answers)]
+                    url = f"http://127.0.0.1:{proxy.ports['listen']}{PLAN}/batches"
+                    try:
+                        status, _, _ = http("POST", url, b"{}", {"X-Sinch-Sim": sim_answer}, 10)
+                    except OSError as exc:
+                        status = f"{type(exc).__name__}: {exc}"
+                    with lock:
+                        got.append(status)
+
+            clients = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+            for thread in clients:
+                thread.start()
+            wait_until(lambda: len(got) >= 20, interval=0.02, what="traffic before the signal")
+            proxy.popen.send_signal(signal.SIGTERM)
+            signalled.set()
+            for thread in clients:
+                thread.join(30)
+            code, took = wait_exit(proxy, 10)
+            assert code == 0, proxy.log()[-3000:]
+            assert [g for g in got if not isinstance(g, int)] == [], "every call got an answer"
+            assert set(got) <= {201, 403, 429}
+            # The last scrape Prometheus made holds every answer the clients got.
+            result = prom_query(prom, "sum(last_over_time(sinch_sms_responses_total[5m]))")["result"]
+            assert float(result[0]["value"][1]) == len(got)
+            blocked = prom_query(prom, 'sum(last_over_time(sinch_sms_responses_total{code="blocked_account"}[5m]))')
+            assert float(blocked["result"][0]["value"][1]) == got.count(403)
+    print(f"\n{len(got)} calls, SIGTERM mid-traffic: exit {took:.2f} s after the last call (scrapes every 1 s)")
+    assert took < 1 + PROMPT, "about one scrape interval after the last call"
 
 
 def test_scraped_and_idle_exits_at_once(tmp_path: Path, gate: Gate) -> None:
