@@ -33,6 +33,8 @@ DEFAULT_SHUTDOWN_GRACE = 25.0
 #: How often the drain looks at the in-flight count and the last scrape (seconds): the
 #: delay between the last scrape and the exit.
 POLL = 0.05
+#: Seconds the connection handlers get to write the last answer once nothing is in flight.
+SETTLE = 0.01
 #: Set in a flow's metadata while it is counted in flight.
 IN_FLIGHT = "sinch_in_flight"
 
@@ -84,26 +86,28 @@ class Lifecycle:
         out, or a second SIGTERM/SIGINT arrives. `counts()` gives the current metrics."""
         self.draining_since = started = time.monotonic()
         self._stop_now = asyncio.Event()
-        waiting = self.waiting_for(counts())
-        if not waiting:
-            logger.info("shutting down: nothing in flight, every count scraped")
-            return
-        self._take_signals()
-        logger.info(
-            f"shutting down: waiting for {' and '.join(waiting)} (at most {self.grace:g} s; "
-            "SIGTERM/SIGINT again stops at once); new calls are still proxied"
-        )
         deadline = started + self.grace
+        announced = False
         while True:
             waiting = self.waiting_for(counts())
             if not waiting:
-                # A response hook runs before the answer is written to the client: let the
-                # connection handlers run once more before the process goes.
-                await asyncio.sleep(0.01)
-                if not self.waiting_for(counts()):
+                # A response hook runs just before the answer is written to the client: let
+                # the connection handlers run once more before the process goes.
+                await asyncio.sleep(SETTLE)
+                if self.waiting_for(counts()):
+                    continue
+                if announced:
                     logger.info(f"shut down after {time.monotonic() - started:.2f} s: drained")
-                    return
-                continue
+                else:
+                    logger.info("shutting down: nothing in flight, every count scraped")
+                return
+            if not announced:
+                announced = True
+                self._take_signals()
+                logger.info(
+                    f"shutting down: waiting for {' and '.join(waiting)} (at most {self.grace:g} s; "
+                    "SIGTERM/SIGINT again stops at once); new calls are still proxied"
+                )
             now = time.monotonic()
             if self._stop_now.is_set() or now >= deadline:
                 why = "a second signal" if self._stop_now.is_set() else f"the shutdown grace ({self.grace:g} s) ran out"
