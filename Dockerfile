@@ -57,4 +57,9 @@ EXPOSE 8080 19880
 # No curl in the slim image: Python's urllib asks the metrics server, on the configured port.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SINCH_PROXY_METRICS_PORT', '19880'), timeout=4)"]
+# SIGTERM (docker stop, Kubernetes) drains: calls in flight finish and the last counts wait for a
+# scrape, at most SINCH_PROXY_SHUTDOWN_GRACE (default 25 s); a second signal stops at once. So
+# the stop timeout must be longer: docker-compose.yml's stop_grace_period is 30s
+# (docker stop's default, 10 s, cuts the drain short: docker stop -t 30).
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["sinch-sms-proxy"]

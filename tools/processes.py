@@ -50,13 +50,28 @@ def child(name: str, argv: list[str], workdir: Path) -> Iterator[Child]:
     try:
         yield proc
     finally:
-        if proc.popen.poll() is None:
-            proc.popen.terminate()
-            try:
-                proc.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait()
+        stop(proc.popen)
+
+
+#: Seconds a component gets after SIGTERM before a second one. The proxy drains on the first
+#: (up to --shutdown-grace, waiting for a scrape that a stopped Prometheus will never make);
+#: the second ends it at once.
+STOP_AGAIN_AFTER = 2.0
+
+
+def stop(popen: subprocess.Popen, again_after: float = STOP_AGAIN_AFTER, timeout: float = 10.0) -> None:
+    """SIGTERM; SIGTERM again after `again_after` s; SIGKILL after `timeout` more."""
+    for wait in (again_after, timeout):
+        if popen.poll() is not None:
+            return
+        popen.terminate()
+        try:
+            popen.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    popen.kill()
+    popen.wait()
 
 
 def wait_ready(proc: Child, url: str | None = None, port: int | None = None, timeout: float = 30.0) -> None:

@@ -7,7 +7,10 @@ Protection uses the web config file format of Prometheus's exporter-toolkit
 
 Paths: /metrics (the exposition, gzip when asked), /healthz (no auth: probes carry no
 credentials; `200 ok`, or `503` and a one-line reason when the health callable the addon
-passes in finds the proxy down), / (a link to /metrics).
+passes in finds the proxy down, or draining on shutdown), / (a link to /metrics).
+
+A scrape served whole (every byte of its body written) is recorded on the metrics' `Counts`:
+shutdown waits until the last counts were scraped.
 """
 
 from __future__ import annotations
@@ -17,17 +20,20 @@ import hashlib
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import bcrypt
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from ruamel.yaml import YAML
 
+#: Seconds between the metrics server's checks for stop().
+_POLL_INTERVAL = 0.05
 #: Seconds a client gets to complete the TLS handshake (and send each request) on /metrics.
 _TLS_HANDSHAKE_TIMEOUT = 10.0
 
@@ -200,6 +206,42 @@ class BasicAuth:
         return [b"Unauthorized\n"]
 
 
+class Counts(Protocol):
+    """The metrics' record of what was scraped (sinch_sms_exporter.metrics.Metrics)."""
+
+    recorded: int  # counts recorded so far
+    scraped: int | None  # `recorded` as of the start of the last scrape served whole
+
+
+class _ScrapeBody:
+    """A scrape's body that records the scrape once the server has written all of it: the
+    server asks for the next block only after writing the last one, and never does if a
+    write failed (the scraper went away), so a scrape cut short is not recorded."""
+
+    def __init__(self, body: list[bytes], counts: Counts, seen: int) -> None:
+        self.body, self.counts, self.seen = body, counts, seen
+
+    def __len__(self) -> int:  # wsgiref sets Content-Length for a one-block body
+        return len(self.body)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.body
+        scraped = self.counts.scraped
+        if scraped is None or scraped < self.seen:
+            self.counts.scraped = self.seen
+
+
+def _recording_scrapes(metrics_app: Callable, counts: Counts) -> Callable:
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        # Read before the exposition is rendered: every count up to `seen` is in it.
+        seen = counts.recorded
+        body = metrics_app(environ, start_response)
+        whole = environ.get("REQUEST_METHOD") == "GET" and "name[]" not in parse_qs(environ.get("QUERY_STRING", ""))
+        return _ScrapeBody(body, counts, seen) if whole and isinstance(body, list) else body
+
+    return app
+
+
 #: What /healthz runs: None when healthy, else a one-line reason (answered with a 503).
 HealthCheck = Callable[[], str | None]
 
@@ -282,10 +324,13 @@ class MetricsServer:
         port: int,
         config: WebConfig | None,
         health: HealthCheck | None = None,
+        counts: Counts | None = None,
     ) -> MetricsServer:
         """Serve on host:port (OSError if it cannot listen). `health` answers /healthz,
-        in the request's thread (None: always `ok`)."""
+        in the request's thread (None: always `ok`); `counts` records each whole scrape."""
         metrics_app = make_wsgi_app(registry)
+        if counts is not None:
+            metrics_app = _recording_scrapes(metrics_app, counts)
         if config is not None and config.users:
             # Only /metrics reveals anything; /healthz stays open for probes without credentials.
             metrics_app = BasicAuth(metrics_app, config.users)
@@ -294,7 +339,11 @@ class MetricsServer:
         httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
         context = config.ssl_context() if config is not None else None
         httpd.ssl_context = context
-        thread = threading.Thread(target=httpd.serve_forever, name="sinch metrics", daemon=True)
+        # stop() waits for the serving loop to notice, up to one poll interval: the exit delay
+        # after the last scrape on shutdown (socketserver's default is 0.5 s).
+        thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": _POLL_INTERVAL}, name="sinch metrics", daemon=True
+        )
         thread.start()
         return cls(httpd, thread, registry, "https" if context else "http")
 

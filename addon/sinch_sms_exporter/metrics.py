@@ -5,7 +5,11 @@ Metrics instance (never prometheus_client's global REGISTRY): mitmproxy re-impor
 script on reload, and the global registry would then raise "Duplicated timeseries".
 
 Hot path: `record_response` is one dict lookup on a tuple key plus a counter increment
-and a histogram observation on cached label children.
+and a histogram observation on cached label children (and an int increment: `recorded`).
+
+`recorded` and `scraped` let shutdown wait until the last counts were scraped: each record_*
+adds one to `recorded` (on the event loop); the exposition sets `scraped` to the value
+`recorded` had when a scrape that was then served whole began (on its own thread).
 """
 
 from __future__ import annotations
@@ -131,6 +135,10 @@ class Metrics:
         for label in ("code", "region"):
             self.label_overflow.labels(label)
         self._response_children: dict[tuple, tuple] = {}
+        #: Counts recorded so far (answers, upstream errors, client aborts).
+        self.recorded = 0
+        #: `recorded` as of the start of the last scrape served whole; None: never scraped.
+        self.scraped: int | None = None
 
     def _guard(self, guard: BoundedLabel, value: str) -> str:
         bounded = guard(value)
@@ -146,6 +154,7 @@ class Metrics:
         counter, histogram = children
         counter.inc()
         histogram.observe(outcome.duration)
+        self.recorded += 1
 
     def _children_for(self, outcome: Outcome) -> tuple:
         """Label children for a (region, endpoint, method, status, code) not yet cached.
@@ -169,6 +178,8 @@ class Metrics:
         if reason not in UPSTREAM_ERROR_REASONS:
             reason = OTHER
         self.upstream_errors.labels(self._guard(self.regions, region), endpoint, method, reason).inc()
+        self.recorded += 1
 
     def record_client_abort(self, region: str, endpoint: str, method: str) -> None:
         self.client_aborts.labels(self._guard(self.regions, region), endpoint, method).inc()
+        self.recorded += 1

@@ -28,6 +28,8 @@ DEFAULT_UPSTREAM = "https://us.sms.api.sinch.com"
 DEFAULT_LISTEN_PORT = 8080
 DEFAULT_METRICS_PORT = 19880
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
+#: Seconds a stopping proxy may keep draining: under Kubernetes' default 30 s termination grace.
+DEFAULT_SHUTDOWN_GRACE = 25.0
 #: Error bodies are parsed for a code up to this many bytes (before and after decoding).
 DEFAULT_BODY_LIMIT = 64 * 1024
 #: DEFAULT_BUCKETS as the option/flag text (what parse_buckets reads back).
@@ -100,6 +102,14 @@ def parse_timeout(text: str) -> float:
     if not 0 <= seconds < float("inf"):
         raise ValueError("must be 0 (off) or more seconds")
     return seconds
+
+
+def parse_grace(text: str) -> float:
+    """'2.5' → 2.5 seconds of drain on shutdown; a finite number ≥ 0 (0: exit at once)."""
+    try:
+        return parse_timeout(text)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("0 (off)", "0 (exit at once)")) from None
 
 
 def parse_buckets(spec: str) -> tuple[float, ...]:
@@ -321,6 +331,13 @@ TABLE: tuple[Setting, ...] = (
         "answering 502 and counting reason=\"timeout\" (0: forever)",
         # A string: mitmproxy's --set parses no float options.
         str, f"{DEFAULT_UPSTREAM_TIMEOUT:g}", parse_timeout, option="sinch_upstream_timeout", metavar="SECONDS",
+    ),
+    Setting(
+        "shutdown-grace", "on SIGTERM or a first SIGINT, keep proxying until no call is in flight and "
+        "/metrics was scraped since the last count (at once if never scraped), at most this long; a "
+        "second signal stops at once (0: exit at once)",
+        # A string, like upstream-timeout: mitmproxy's --set parses no float options.
+        str, f"{DEFAULT_SHUTDOWN_GRACE:g}", parse_grace, option="sinch_shutdown_grace", metavar="SECONDS",
     ),
     Setting(
         "body-limit", "error bodies larger than this (encoded or decoded) are not parsed for a code; they "

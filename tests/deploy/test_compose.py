@@ -21,10 +21,12 @@ from tests.helpers.deploy_files import (
     alert_rules_job,
     compose,
     container_ports,
+    duration_seconds,
     final_stage,
     interpolate,
     load_yaml,
     project_version,
+    shutdown_grace,
 )
 from tests.helpers.paths import REPO
 from tests.helpers.prometheus import system_tool
@@ -216,6 +218,19 @@ def test_proxy_settings_are_the_clis_and_the_demo_traffic_reaches_the_simulator(
     assert (demo.url, demo.region) == (f"http://simulator:{sim_port}", "demo")
     assert traffic["entrypoint"] == ["python", "-m", "sinch_sms_exporter.sim.traffic"]
     assert simulator["entrypoint"] == ["sinch-sms-simulator"]
+
+
+def test_proxy_outlasts_its_drain_and_stops_before_prometheus() -> None:
+    """`docker compose stop/down`: the proxy drains up to its shutdown grace, waiting for a
+    scrape of its last counts, so Docker must wait longer, and Prometheus must still run: compose
+    stops a service before the services it depends on."""
+    proxy = _services()["proxy"]
+    grace = shutdown_grace(proxy["environment"])
+    interval = duration_seconds(load_yaml(REPO / "prometheus" / "prometheus.yml")["global"]["scrape_interval"])
+    assert duration_seconds(proxy["stop_grace_period"]) > grace > interval, "the drain must span a scrape"
+    depends = proxy.get("depends_on", [])
+    assert "prometheus" in depends, "Prometheus must outlive the proxy's drain"
+    assert "proxy" not in _services()["prometheus"].get("depends_on", [])
 
 
 def _grafana_files(kind: str) -> list[Path]:

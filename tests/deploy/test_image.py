@@ -18,10 +18,17 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from sinch_sms_exporter import cli
+from sinch_sms_exporter import cli, settings
 from sinch_sms_exporter.mitm.addon import DEFAULT_METRICS_PORT
 from tests.helpers.client import http, scrape, total
-from tests.helpers.deploy_files import DOCKERFILE, dockerfile_stages, final_stage
+from tests.helpers.deploy_files import (
+    DOCKERFILE,
+    compose,
+    dockerfile_stages,
+    duration_seconds,
+    final_stage,
+    shutdown_grace,
+)
 from tests.helpers.paths import PLAN, PROXY, REPO
 from tests.helpers.processes import free_port, running, start, start_simulator, wait_for_port
 from tests.helpers.prometheus import system_tool
@@ -89,6 +96,17 @@ def test_environment_and_ports_are_the_clis() -> None:
     health = " ".join(stage.exec_form("HEALTHCHECK"))
     assert "/healthz" in health
     assert f"'SINCH_PROXY_METRICS_PORT', '{args.metrics_port}'" in health
+
+
+def test_stop_signal_is_sigterm_which_drains_and_compose_waits_longer_than_the_drain() -> None:
+    """docker stop sends STOPSIGNAL: SIGTERM drains (SIGKILL would lose the calls in flight and
+    the unscraped counts). compose's stop_grace_period must outlast the drain."""
+    assert final_stage().all("STOPSIGNAL") == ["SIGTERM"]
+    grace = shutdown_grace({})
+    assert grace == settings.DEFAULT_SHUTDOWN_GRACE == 25
+    proxy = compose()["services"]["proxy"]
+    assert proxy.get("stop_signal", "SIGTERM") == "SIGTERM"
+    assert duration_seconds(proxy["stop_grace_period"]) > shutdown_grace(proxy.get("environment", {}))
 
 
 def test_runs_as_a_fixed_unprivileged_user_with_a_writable_confdir() -> None:

@@ -7,6 +7,7 @@ go through the real promtool; the sidecar's environment runs the real proxy for 
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,12 @@ from tests.helpers.client import http
 from tests.helpers.deploy_files import (
     KUBERNETES,
     alert_rules_job,
+    duration_seconds,
     final_stage,
     load_yaml,
     load_yaml_all,
     project_version,
+    shutdown_grace,
 )
 from tests.helpers.paths import PROXY, REPO
 from tests.helpers.processes import free_port, running, start, wait_for_port
@@ -135,6 +138,46 @@ def test_proxy_is_unprivileged_read_only_and_keeps_its_confdir_writable() -> Non
     assert confdir in mounts, "the only path mitmproxy writes must be a volume"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts[confdir]]
+
+
+def _seconds(value: str) -> float:
+    return duration_seconds(str(value)) if not str(value).isdigit() else float(value)
+
+
+def test_proxy_is_a_native_sidecar_that_outlasts_its_drain() -> None:
+    """Kubernetes 1.29+: an init container with restartPolicy Always starts before the service
+    (once its startupProbe passes) and gets SIGTERM only after the service exited, so it needs
+    no preStop. The pod's grace period covers the drain; liveness cannot kill it mid-drain."""
+    spec, proxy = _pod()["spec"], _proxy()
+    sidecars = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
+    assert sidecars == [proxy], "the proxy is the pod's one native sidecar"
+    assert proxy not in spec["containers"]
+    assert "lifecycle" not in proxy, "a native sidecar stops after the service: no preStop sleep"
+    assert "startupProbe" in proxy, "the service waits for the proxy's startupProbe"
+    grace = shutdown_grace(_env(proxy))
+    assert grace == float(_env(proxy)["SINCH_PROXY_SHUTDOWN_GRACE"])
+    interval = _seconds(_one("PodMonitor")["spec"]["podMetricsEndpoints"][0]["interval"])
+    assert grace > interval, "the drain must span one scrape"
+    # the service's own shutdown comes first, inside the same period
+    assert spec["terminationGracePeriodSeconds"] >= grace + 10
+    liveness = proxy["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > grace, "liveness would kill the drain"
+
+
+def test_classic_form_for_older_clusters_is_documented_with_its_prestop() -> None:
+    """docs/deploy.md keeps the pre-1.29 form (both containers in `containers`): a preStop sleep
+    keeps the proxy serving while the service stops, and the grace period covers both."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "preStop" in b]
+    assert len(blocks) == 1, "one classic-form example"
+    pod = YAML(typ="safe").load(blocks[0])
+    (proxy,) = [c for c in pod["containers"] if c["image"].split("/")[-1].startswith("sinch-sms-exporter:")]
+    assert "initContainers" not in pod and "restartPolicy" not in proxy
+    sleep = proxy["lifecycle"]["preStop"]["exec"]["command"]
+    assert sleep[0] == "sleep"
+    grace = shutdown_grace(_env(proxy))
+    assert pod["terminationGracePeriodSeconds"] > float(sleep[1]) + grace
+    assert pod["containers"][0] is proxy, "listed first: the kubelet starts containers in order"
 
 
 def test_service_reaches_the_proxy_over_loopback() -> None:

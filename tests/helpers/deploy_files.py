@@ -132,3 +132,22 @@ def project_version() -> str:
     import tomllib
 
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+
+
+def duration_seconds(text: str) -> float:
+    """A compose/Go duration ("30s", "1m30s", "500ms") in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, f"not a duration: {text!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def shutdown_grace(environment: dict[str, str]) -> float:
+    """The proxy's --shutdown-grace under these SINCH_PROXY_* variables (over the image's),
+    as the CLI reads them."""
+    from sinch_sms_exporter import cli, settings
+
+    parser = cli.build_parser()
+    image = {k: v for k, v in final_stage().env().items() if k.startswith(cli.ENV_PREFIX)}
+    parser.apply_environment({**image, **environment})
+    return settings.parse_grace(str(parser.parse_args([]).shutdown_grace))

@@ -46,14 +46,20 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0, again_after: float = 3.0) -> int:
+        """`sig`; if still running after `again_after` s, `sig` again (a draining proxy waits
+        up to its --shutdown-grace for a scrape, a second signal ends it); after `timeout`, kill."""
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
             try:
-                self.popen.wait(timeout)
+                self.popen.wait(again_after)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+                self.popen.send_signal(sig)
+                try:
+                    self.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.popen.kill()
+                    self.popen.wait()
         return self.popen.returncode
 
 

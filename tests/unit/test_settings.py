@@ -22,7 +22,7 @@ ROWS = {s.name: s for s in settings.TABLE}
 FLAGS = {
     "--upstream", "--region", "--listen-host", "--listen-port", "--metrics-host", "--metrics-port",
     "--metrics-web-config", "--mode", "--forward-hosts", "--upstream-timeout", "--body-limit", "--code-cap",
-    "--latency-buckets", "--upstream-ca", "--ssl-insecure", "--confdir", "--log-level",
+    "--latency-buckets", "--upstream-ca", "--ssl-insecure", "--confdir", "--log-level", "--shutdown-grace",
 }  # fmt: skip
 OPTION_TYPES = {
     "sinch_metrics_host": str,
@@ -34,6 +34,7 @@ OPTION_TYPES = {
     "sinch_regions": Sequence[str],
     "sinch_hosts": str,
     "sinch_upstream_timeout": str,  # a string: mitmproxy's --set parses no floats
+    "sinch_shutdown_grace": str,  # likewise
 }
 DEFAULTS = {
     "upstream": [],
@@ -46,6 +47,7 @@ DEFAULTS = {
     "mode": "reverse",
     "forward-hosts": routes.SINCH_HOST_PATTERN,
     "upstream-timeout": "30",
+    "shutdown-grace": "25",
     "body-limit": 65536,
     "code-cap": 50,
     "latency-buckets": "0.01,0.025,0.05,0.075,0.1,0.15,0.2,0.25,0.3,0.4,0.5,0.75,1,1.5,2.5,5,10,30",
@@ -96,6 +98,8 @@ def test_every_default_passes_its_own_check(setting: settings.Setting) -> None:
         ("code-cap", "abc", "not a whole number"),
         ("upstream-timeout", "soon", "not a number of seconds"),
         ("upstream-timeout", "-1", "must be 0 (off) or more seconds"),
+        ("shutdown-grace", "soon", "not a number of seconds"),
+        ("shutdown-grace", "-1", "must be 0 (exit at once) or more seconds"),
         ("upstream-timeout", "inf", "must be 0 (off) or more seconds"),
         ("upstream-timeout", "nan", "must be 0 (off) or more seconds"),
         ("latency-buckets", "0.1,abc", "not comma-separated seconds"),

@@ -11,6 +11,9 @@ set on a flow is how its response body is carried (buffered or streamed), never 
 whether every proxy listener runs (`proxy_listener_problems`). A metrics port that cannot be
 opened at startup is an error-level log: mitmproxy's errorcheck addon (in mitmdump and in
 sinch-sms-proxy) then ends the process, since a sidecar without /metrics is useless.
+
+Shutdown (lifecycle.py): `done` on the way out returns the drain for mitmproxy to await, so
+calls in flight finish and the last counts get scraped before the process goes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import errno
 import logging
 import os
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 import mitmproxy
@@ -35,6 +39,7 @@ from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import Metrics
 from sinch_sms_exporter.mitm import answers, logredact
+from sinch_sms_exporter.mitm.lifecycle import Lifecycle
 from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
 from sinch_sms_exporter.mitm.upstream_log import UpstreamFailureLog
 
@@ -140,6 +145,7 @@ class SinchSmsExporter:
         self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
         self.failures = UpstreamFailureLog(logger)
         self._body_limit = settings.DEFAULT_BODY_LIMIT
+        self.lifecycle = Lifecycle(settings.DEFAULT_SHUTDOWN_GRACE)
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
         self._counted_hosts: re.Pattern[str] = routes.SINCH_HOST_RE
@@ -191,6 +197,7 @@ class SinchSmsExporter:
         code_cap = _option("sinch_code_cap")
         _option("sinch_metrics_port")
         upstream_timeout = _option("sinch_upstream_timeout")
+        shutdown_grace = _option("sinch_shutdown_grace")
         buckets = _option("sinch_latency_buckets")
         regions = dict(_option("sinch_regions"))
         counted_hosts = _option("sinch_hosts")
@@ -201,6 +208,7 @@ class SinchSmsExporter:
         self._region_cache.clear()
         self._counted_hosts = counted_hosts
         self.deadline.timeout = upstream_timeout
+        self.lifecycle.grace = shutdown_grace
         if self.metrics is None or updated & {"sinch_latency_buckets", "sinch_code_cap", "sinch_regions"}:
             self.metrics = Metrics(
                 buckets=buckets,
@@ -229,7 +237,24 @@ class SinchSmsExporter:
         self.deadline.start()
         self._restart_server()
 
-    def done(self) -> None:
+    def done(self) -> Awaitable[None] | None:
+        """On the way out (mitmproxy's exit flag is set), the drain, which mitmproxy awaits
+        with its listeners still running; then stop. A plain def returning an awaitable, not
+        an `async def`: mitmproxy calls `done` synchronously when a script is reloaded or
+        removed, and refuses async handlers there."""
+        exiting = getattr(ctx.master, "should_exit", None)
+        if self._running and exiting is not None and exiting.is_set():
+            return self._drain_then_stop()
+        self._stop()
+        return None
+
+    async def _drain_then_stop(self) -> None:
+        try:
+            await self.lifecycle.drain(lambda: self.metrics)
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
         self._running = False
         self._loop = None
         self.deadline.stop()
@@ -246,7 +271,9 @@ class SinchSmsExporter:
         if port and self.metrics is not None and not self._refused:
             host = ctx.options.sinch_metrics_host
             try:
-                self.server = MetricsServer.start(self.metrics.registry, host, port, self._web_config, self.health)
+                self.server = MetricsServer.start(
+                    self.metrics.registry, host, port, self._web_config, self.health, self.metrics
+                )
             except OSError as exc:
                 # Error level on purpose: during startup mitmproxy's errorcheck addon turns it
                 # into exit status 1 (mitmdump -s as much as sinch-sms-proxy). A sidecar that
@@ -259,7 +286,11 @@ class SinchSmsExporter:
 
     def health(self) -> str | None:
         """/healthz, from the metrics server's thread: None when the event loop answers and
-        every proxy listener runs, else why not (one line, nothing secret)."""
+        every proxy listener runs and it is not shutting down; else why not (one line,
+        nothing secret)."""
+        draining = self.lifecycle.health(self.metrics)
+        if draining is not None:
+            return draining
         loop = self._loop
         if loop is None:
             return "the proxy is not running"
@@ -286,6 +317,7 @@ class SinchSmsExporter:
     # --- hooks: thin, never raise on upstream data ---------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> None:
+        self.lifecycle.started(flow)  # every flow, counted or not: shutdown lets it finish
         if self._counted(flow):
             self.deadline.track(flow)
 
@@ -296,6 +328,12 @@ class SinchSmsExporter:
             response.stream = responses.stream_for(response, self._body_limit)
 
     def response(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._count_response(flow)
+        finally:
+            self.lifecycle.ended(flow)  # after the count: the drain then waits for its scrape
+
+    def _count_response(self, flow: http.HTTPFlow) -> None:
         if self.metrics is None or not self._counted(flow):
             return
         try:
@@ -307,6 +345,12 @@ class SinchSmsExporter:
 
     def error(self, flow: http.HTTPFlow) -> None:
         timed_out = self.deadline.pop_expired(flow)
+        try:
+            self._count_error(flow, timed_out)
+        finally:
+            self.lifecycle.ended(flow)
+
+    def _count_error(self, flow: http.HTTPFlow, timed_out: bool) -> None:
         reason = labels.REASON_TIMEOUT if timed_out else upstream_error_reason(flow)
         if reason is not None:
             answers.note(flow.client_conn.id, reason)

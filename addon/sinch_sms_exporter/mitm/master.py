@@ -169,6 +169,9 @@ async def _serve(settings: Mapping[str, Any]) -> None:
     sidecar.options.update(**settings)
 
     loop = asyncio.get_running_loop()
+    # The first signal sets mitmproxy's exit flag; the exporter's `done` hook then drains
+    # (calls in flight, the last scrape; lifecycle.py) and takes these signals over, so that
+    # a second one stops at once.
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sidecar.shutdown)
     # A client vanishing mid-write must not kill the process (mitmproxy#6744).

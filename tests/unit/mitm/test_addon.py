@@ -172,6 +172,8 @@ def test_upstream_errors_are_counted_by_reason_never_as_responses(exporter) -> N
         ("sinch_upstream_timeout", "-1"),
         ("sinch_upstream_timeout", "soon"),
         ("sinch_upstream_timeout", "inf"),
+        ("sinch_shutdown_grace", "-1"),
+        ("sinch_shutdown_grace", "a while"),
         ("sinch_latency_buckets", "0.1,abc"),
         ("sinch_latency_buckets", "0.5,0.1"),
         ("sinch_latency_buckets", ""),
@@ -188,6 +190,36 @@ def test_configure_rejects_bad_options_with_a_clear_error(exporter, option: str,
     assert str(excinfo.value)
     assert "Traceback" not in str(excinfo.value)
     assert option in str(excinfo.value)  # the message says which setting is wrong
+
+
+def test_every_flow_is_in_flight_from_request_to_its_answer_or_error_once(exporter) -> None:
+    """What shutdown waits for: each flow counts once, however its hooks end (an error after
+    the response, an error before any request, a flow outside the API)."""
+    addon, _ = exporter
+    flows = [sinch_flow(201, b"{}") for _ in range(4)]
+    for flow in flows:
+        addon.request(flow)
+    assert addon.lifecycle.in_flight == 4
+    addon.response(flows[0])
+    addon.error(flows[0])  # an error after the answer: no second decrement
+    addon.error(flows[1])
+    flows[2].request.path = "/not/the/api"
+    addon.response(flows[2])
+    assert addon.lifecycle.in_flight == 1
+    addon.error(sinch_flow(502, b""))  # never reached `request`
+    assert addon.lifecycle.in_flight == 1
+    addon.response(flows[3])
+    assert addon.lifecycle.in_flight == 0
+    # `recorded` (what a scrape must have seen before shutdown ends) is every count made
+    counted = sum(
+        s.value
+        for m in addon.metrics.registry.collect()
+        if m.name in ("sinch_sms_responses", "sinch_sms_upstream_errors", "sinch_sms_client_aborts")
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    assert addon.metrics.recorded == counted == 6
+    assert addon.lifecycle.health(addon.metrics) is None  # not shutting down
 
 
 def test_buckets_and_cap_are_options(exporter) -> None:
