@@ -24,7 +24,14 @@ from sinch_sms_exporter.classify import routes
 from sinch_sms_exporter.classify.responses import DEFAULT_BODY_LIMIT
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS_SPEC, DEFAULT_CODE_CAP, parse_buckets
-from sinch_sms_exporter.mitm.addon import DEFAULT_METRICS_PORT, DEFAULT_UPSTREAM_TIMEOUT, parse_region_map
+from sinch_sms_exporter.mitm.addon import (
+    DEFAULT_CALLBACK_LISTEN_HOST,
+    DEFAULT_CALLBACK_PORT,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_UPSTREAM_TIMEOUT,
+    parse_callback_modes,
+    parse_region_map,
+)
 
 PROG = "sinch-sms-proxy"
 ENV_PREFIX = "SINCH_PROXY_"
@@ -92,7 +99,7 @@ class _Parser(argparse.ArgumentParser):
 
 #: Repeatable flags: their variables are comma-separated lists, read in settings_from (an
 #: argparse default list would be appended to by the flags instead of replaced).
-_LIST_OPTIONS = ("upstream", "region")
+_LIST_OPTIONS = ("upstream", "region", "callback_upstream")
 
 
 def _env_value(action: argparse.Action, variable: str, raw: str) -> Any:
@@ -194,6 +201,26 @@ def build_parser() -> _Parser:
         default=DEFAULT_BUCKETS_SPEC,
         metavar="SECONDS,…",
         help="histogram buckets of sinch_sms_request_duration_seconds",
+    )
+    add(
+        "--callback-upstream",
+        action="append",
+        metavar="URL[@PORT]",
+        help="the service's callback receiver (base URL): Sinch's delivery reports and inbound "
+        "messages sent to the callback listener reach it unchanged and are counted (repeat for "
+        f"several receivers, each on its own listener: @PORT, or {DEFAULT_CALLBACK_PORT} and up)",
+    )
+    add(
+        "--callback-listen-host",
+        default=DEFAULT_CALLBACK_LISTEN_HOST,
+        help="address of the callback listeners (all interfaces: Sinch must reach them)",
+    )
+    add(
+        "--delivery-code-cap",
+        type=int,
+        default=labels.DEFAULT_DELIVERY_CODE_CAP,
+        metavar="N",
+        help="distinct delivery codes besides 0, 400-408, 410-418 kept before the rest become 'other'",
     )
     add("--upstream-ca", metavar="PEM", help="extra CA bundle trusted for the upstream's certificate")
     add("--ssl-insecure", action="store_true", help="do not verify the upstream's certificate (testing only)")
@@ -299,6 +326,17 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--body-limit must be at least 1 byte")
     if args.code_cap < 0:
         raise UsageError("--code-cap must be 0 or more")
+    if args.delivery_code_cap < 0:
+        raise UsageError("--delivery-code-cap must be 0 or more")
+    callback_source = "--callback-upstream" if args.callback_upstream else f"{ENV_PREFIX}CALLBACK_UPSTREAM"
+    receivers = parse_upstreams(
+        args.callback_upstream or _env_list("CALLBACK_UPSTREAM") or [], [], DEFAULT_CALLBACK_PORT, callback_source
+    )
+    callback_entries = [f"{r.url}@{args.callback_listen_host}:{r.listen_port}" for r in receivers]
+    try:
+        callback_modes = parse_callback_modes(callback_entries)
+    except ValueError as exc:
+        raise UsageError(f"bad {callback_source}: {exc}") from None
     if args.upstream_timeout < 0:
         raise UsageError("--upstream-timeout must be 0 (off) or more seconds")
     for path, flag in (
@@ -320,6 +358,8 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         "sinch_metrics_web_config": args.metrics_web_config,
         "sinch_body_limit": args.body_limit,
         "sinch_code_cap": args.code_cap,
+        "sinch_delivery_code_cap": args.delivery_code_cap,
+        "sinch_callback_upstreams": callback_entries,
         "sinch_latency_buckets": args.latency_buckets,
         "sinch_upstream_timeout": f"{args.upstream_timeout:g}",
     }
@@ -335,8 +375,14 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         settings["mode"] = [f"reverse:{u.url}@{u.listen_port}" for u in upstreams]
         settings["sinch_regions"] = [f"{u.host}:{u.port}={u.region}" for u in upstreams]
         listeners = [u.listen_port for u in upstreams]
+    settings["mode"] += callback_modes
+    clash = set(listeners) & {r.listen_port for r in receivers}
+    if clash:
+        raise UsageError(f"a callback listener and a proxy listener share port {min(clash)}")
     for port in listeners:
         _check_port(args.listen_host, port, "proxy")
+    for receiver in receivers:
+        _check_port(args.callback_listen_host, receiver.listen_port, "callback")
     if args.metrics_port:
         _check_port(args.metrics_host, args.metrics_port, "metrics")
     return settings

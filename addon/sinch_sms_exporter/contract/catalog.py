@@ -24,6 +24,10 @@ ALERT_UPSTREAM_UNREACHABLE = "SinchSmsUpstreamUnreachable"
 ALERT_EXPORTER_DOWN = "SinchSmsExporterDown"
 #: Not named by the contract: a burst of 4xx answers by code (a deploy broke request building).
 ALERT_CLIENT_ERROR_BURST = "SinchSmsClientErrorBurst"
+#: Callback alerts (ARCHITECTURE.md, "Callbacks"): delivery outcomes and the service's receiver.
+ALERT_DELIVERY_FAILURE_RATE = "SinchSmsDeliveryFailureRate"
+ALERT_CALLBACK_RECEIVER_FAILING = "SinchSmsCallbackReceiverFailing"
+ALERT_CALLBACKS_REJECTED = "SinchSmsCallbacksRejected"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import ipaddress
 import logging
 import os
 import re
@@ -25,11 +26,12 @@ from typing import Any, Optional, TypeVar
 
 import mitmproxy
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.proxy.mode_specs import ReverseMode
+from mitmproxy import connection
+from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 from mitmproxy.utils import human
 
 from sinch_sms_exporter import __version__
-from sinch_sms_exporter.classify import responses, routes
+from sinch_sms_exporter.classify import callbacks, responses, routes
 from sinch_sms_exporter.classify.upstream_errors import upstream_error_reason
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
@@ -40,6 +42,12 @@ from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
 logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 19880
+#: First callback listener's port (ARCHITECTURE.md, "Callbacks"); further ones count up.
+DEFAULT_CALLBACK_PORT = 8090
+#: Where callback listeners listen unless told otherwise: all interfaces, Sinch must reach them.
+DEFAULT_CALLBACK_LISTEN_HOST = "0.0.0.0"
+#: What a flow is to the exporter (see SinchSmsExporter._role).
+_IGNORED, _API, _CALLBACK = 0, 1, 2
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
 #: Seconds /healthz waits for the proxy's event loop to run its check: a loop that cannot run
 #: one callback in that time is wedged (a blocking hook), not busy. Below the probes' timeouts
@@ -72,6 +80,33 @@ def parse_timeout(text: str) -> float:
     if not 0 <= seconds < float("inf"):
         raise ValueError(f"{text!r}: must be 0 (off) or more seconds")
     return seconds
+
+
+def callback_mode(entry: str) -> str:
+    """'http://receiver:9000@0.0.0.0:8090' → mitmproxy's mode spec of that callback listener,
+    'reverse:http://receiver:9000@0.0.0.0:8090'; ValueError if the entry is not URL@[HOST:]PORT."""
+    url, at, listen = entry.strip().rpartition("@")
+    scheme, sep, rest = url.partition("://")
+    if not at or scheme not in ("http", "https") or not sep or not rest or "/" in rest.rstrip("/"):
+        raise ValueError(
+            f"bad sinch_callback_upstreams entry {entry!r}: expected URL@[HOST:]PORT, URL the "
+            "receiver's base (http(s)://HOST[:PORT], no path), e.g. http://127.0.0.1:9000@8090"
+        )
+    port = listen.rpartition(":")[2]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad sinch_callback_upstreams entry {entry!r}: the listen port after '@' is not a port")
+    spec = f"reverse:{url.rstrip('/')}@{listen}"
+    ProxyMode.parse(spec)  # mitmproxy's own check (ValueError)
+    return spec
+
+
+def parse_callback_modes(entries: Sequence[str]) -> list[str]:
+    """The mode specs of the callback listeners; ValueError for a bad entry or a shared port."""
+    modes = [callback_mode(e) for e in entries]
+    ports = [ProxyMode.parse(m).custom_listen_port for m in modes]
+    if len(set(ports)) != len(ports):
+        raise ValueError(f"two sinch_callback_upstreams share a listen port ({', '.join(map(str, ports))})")
+    return modes
 
 
 def _parsed(option: str, parse: Callable[[Any], T], value: Any) -> T:
@@ -127,6 +162,8 @@ class SinchSmsExporter:
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
         self._counted_hosts: re.Pattern[str] = routes.SINCH_HOST_RE
+        #: Mode specs (full_spec) of the callback listeners: their flows are callbacks.
+        self._callback_modes: frozenset[str] = frozenset()
         self._web_config: WebConfig | None = None
         self._running = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -186,12 +223,28 @@ class SinchSmsExporter:
             "string, because mitmproxy's --set parses no float options.",
         )  # fmt: skip
 
+        loader.add_option(
+            "sinch_callback_upstreams", Sequence[str], [],
+            "URL@[HOST:]PORT: a callback listener on [HOST:]PORT in front of the service's "
+            "callback receiver at URL (e.g. http://127.0.0.1:9000@0.0.0.0:8090). Sinch's "
+            "callbacks pass unchanged and are counted by type, receiver status and delivery "
+            "status. The addon adds the reverse mode to `mode` itself.",
+        )  # fmt: skip
+        loader.add_option(
+            "sinch_delivery_code_cap", int, labels.DEFAULT_DELIVERY_CODE_CAP,
+            "Distinct delivery codes besides 0, 400-408 and 410-418 kept verbatim (SMPP and "
+            "MMS codes); later novel codes are counted as code=\"other\".",
+        )  # fmt: skip
+
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         if opts.sinch_body_limit < 1:
             raise exceptions.OptionsError("sinch_body_limit must be a positive number of bytes")
         if opts.sinch_code_cap < 0:
             raise exceptions.OptionsError("sinch_code_cap must be 0 or more")
+        if opts.sinch_delivery_code_cap < 0:
+            raise exceptions.OptionsError("sinch_delivery_code_cap must be 0 or more")
+        callback_modes = _parsed("sinch_callback_upstreams", parse_callback_modes, opts.sinch_callback_upstreams)
         if not 0 <= opts.sinch_metrics_port <= 65535:
             raise exceptions.OptionsError(f"sinch_metrics_port {opts.sinch_metrics_port} is not a port")
         upstream_timeout = _parsed("sinch_upstream_timeout", parse_timeout, opts.sinch_upstream_timeout)
@@ -206,11 +259,15 @@ class SinchSmsExporter:
         self._configured_regions = regions
         self._region_cache.clear()
         self._counted_hosts = counted_hosts
+        self._callback_modes = frozenset(callback_modes)
         self.deadline.timeout = upstream_timeout
-        if self.metrics is None or updated & {"sinch_latency_buckets", "sinch_code_cap", "sinch_regions"}:
+        if self.metrics is None or updated & {
+            "sinch_latency_buckets", "sinch_code_cap", "sinch_delivery_code_cap", "sinch_regions"
+        }:  # fmt: skip
             self.metrics = Metrics(
                 buckets=buckets,
                 code_cap=opts.sinch_code_cap,
+                delivery_code_cap=opts.sinch_delivery_code_cap,
                 regions=regions.values(),
                 version=__version__,
                 mitmproxy_version=mitmproxy.version.VERSION,
@@ -222,6 +279,11 @@ class SinchSmsExporter:
             or self.server.registry is not self.metrics.registry
         ):
             self._restart_server()
+        missing = [m for m in callback_modes if m not in opts.mode]
+        if missing:
+            # One option is the whole setup for `mitmdump -s` users too: the listener is added
+            # here (sinch-sms-proxy passes it in `mode` already). Triggers a nested configure.
+            opts.update(mode=[*opts.mode, *missing])
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -290,31 +352,64 @@ class SinchSmsExporter:
 
     # --- hooks: thin, never raise on upstream data ---------------------------------------
 
+    def client_connected(self, client: connection.Client) -> None:
+        """Sinch calls back from public addresses, which mitmproxy's block_global (on by
+        default) refuses; on a callback listener that refusal is lifted, nowhere else."""
+        if client.error and client.proxy_mode.full_spec in self._callback_modes and ctx.options.block_global:
+            try:
+                address = ipaddress.ip_address(client.peername[0].rsplit("%", 1)[0])
+            except ValueError:
+                return
+            if isinstance(address, ipaddress.IPv6Address):
+                address = address.ipv4_mapped or address
+            if address.is_global and not (ctx.options.block_private and address.is_private):
+                client.error = None
+
     def request(self, flow: http.HTTPFlow) -> None:
-        if self._counted(flow):
+        if self._role(flow):
             self.deadline.track(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self.deadline.answered(flow)
         response = flow.response
-        if response is not None and not response.stream and self._counted(flow):
+        if response is None or response.stream:
+            return
+        role = self._role(flow)
+        if role == _API:
             response.stream = responses.stream_for(response, self._body_limit)
+        elif role == _CALLBACK:
+            # The receiver's answer is never parsed: buffered when small, else streamed.
+            length = responses.header(response, b"content-length")
+            response.stream = not (length is not None and length.isdigit() and int(length) <= self._body_limit)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if self.metrics is None or not self._counted(flow):
+        role = self._role(flow)
+        if self.metrics is None or not role:
             return
         try:
-            outcome = responses.classify(flow, self._region(flow), self._body_limit)
+            if role == _CALLBACK:
+                request = flow.request
+                outcome = callbacks.classify_body(
+                    request.raw_content, responses.header(request, b"content-encoding") or "", self._body_limit
+                )
+                self.metrics.record_callback(outcome, flow.response.status_code)  # type: ignore[union-attr]
+                return
+            answer = responses.classify(flow, self._region(flow), self._body_limit)
         except Exception:
             logger.exception("sinch-sms-exporter: cannot classify an answer (not counted)")
             return
-        self.metrics.record_response(outcome)
+        self.metrics.record_response(answer)
 
     def error(self, flow: http.HTTPFlow) -> None:
         timed_out = self.deadline.pop_expired(flow)
-        if self.metrics is None or not self._counted(flow):
+        role = self._role(flow)
+        if self.metrics is None or not role:
             return
         reason = "timeout" if timed_out else upstream_error_reason(flow)
+        if role == _CALLBACK:
+            if reason is not None:  # None: Sinch hung up first; the receiver is not at fault
+                self.metrics.record_callback_error(reason)
+            return
         region = self._region(flow)
         endpoint = routes.endpoint_of(flow.request.path)
         method = routes.method_label(flow.request.method)
@@ -325,11 +420,15 @@ class SinchSmsExporter:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _counted(self, flow: http.HTTPFlow) -> bool:
-        """Reverse-mode flows always count; forward-mode flows only for Sinch hosts."""
-        if isinstance(flow.client_conn.proxy_mode, ReverseMode):
-            return True
-        return self._counted_hosts.fullmatch(flow.request.pretty_host) is not None
+    def _role(self, flow: http.HTTPFlow) -> int:
+        """_CALLBACK for flows of a callback listener; _API for other reverse-mode flows and
+        forward-mode flows to Sinch hosts; _IGNORED for the rest (tunnelled, not decrypted)."""
+        mode = flow.client_conn.proxy_mode
+        if mode.full_spec in self._callback_modes:
+            return _CALLBACK
+        if isinstance(mode, ReverseMode):
+            return _API
+        return _API if self._counted_hosts.fullmatch(flow.request.pretty_host) is not None else _IGNORED
 
     def _region(self, flow: http.HTTPFlow) -> str:
         key = (flow.request.host, flow.request.port)
