@@ -51,57 +51,67 @@ class DeliveryCodeInfo:
 
 _STATUSES = (
     DeliveryStatusInfo(
-        "queued", False,
+        "queued",
+        False,
         "Sinch holds the message and will hand it to an operator at the pace your account allows.",
         "Nothing to do unless messages stay here: a long queue means you send faster than your "
         "account's throughput; spread sends out or ask Sinch for more.",
     ),
     DeliveryStatusInfo(
-        "dispatched", False,
+        "dispatched",
+        False,
         "An operator's SMSC accepted the message; the handset has not confirmed it yet.",
         "Wait for the final status. Sinch may skip this step when the final status comes first.",
     ),
     DeliveryStatusInfo(
-        "aborted", True,
+        "aborted",
+        True,
         "Sinch gave up before the message reached an operator (see the code for why).",
         "Read the code: unroutable numbers, a region your account is not provisioned for, "
         "too many parts or a missing default originator are fixed on your side or with Sinch.",
     ),
     DeliveryStatusInfo(
-        "cancelled", True,
+        "cancelled",
+        True,
         "The batch was cancelled before the message reached an operator.",
         "Expected after you cancel a scheduled batch; otherwise find who cancels batches.",
     ),
     DeliveryStatusInfo(
-        "rejected", True,
+        "rejected",
+        True,
         "The operator refused the message.",
         "Often the sender ID, the content or the destination network; a share rising with "
         "one campaign points at its sender or text. Ask Sinch support with the batch id.",
     ),
     DeliveryStatusInfo(
-        "deleted", True,
+        "deleted",
+        True,
         "The operator deleted the message, typically for an invalid or opted-out number.",
         "Clean the recipient list: stop sending to these numbers.",
     ),
     DeliveryStatusInfo(
-        "delivered", True,
+        "delivered",
+        True,
         "The handset received the message.",
         "Nothing to do: this is the outcome the failure rate is measured against.",
     ),
     DeliveryStatusInfo(
-        "failed", True,
+        "failed",
+        True,
         "The operator could not deliver the message.",
         "The code tells whether a retry can help (a temporary failure) or not (an unknown "
         "subscriber). A jump across all codes points at an operator or route outage: tell Sinch.",
     ),
     DeliveryStatusInfo(
-        "expired", True,
+        "expired",
+        True,
         "The message's validity ran out before it could be delivered (handset off or out of coverage).",
         "Time-critical messages (one-time codes) expire by design; a rising share elsewhere "
         "means delivery is slow: check the route with Sinch, or lengthen the expiry.",
     ),
     DeliveryStatusInfo(
-        "unknown", True,
+        "unknown",
+        True,
         "The operator took the message but sent no receipt Sinch could read.",
         "Not counted as failed: the message probably arrived. Some networks never confirm.",
     ),

@@ -75,6 +75,7 @@ def status_class(status: int) -> str:
     """403 → '4xx'; a status outside 100-599 → OTHER."""
     return _STATUS_CLASSES.get(status // 100, OTHER)
 
+
 # --- callbacks: sinch_sms_callbacks_total, sinch_sms_delivery_reports_total ------------------
 #: Batch delivery reports (one per batch, `statuses` entries with a `count`).
 BATCH_REPORT_TYPES: tuple[str, ...] = ("delivery_report_sms", "delivery_report_mms")

@@ -25,8 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional, TypeVar
 
 import mitmproxy
-from mitmproxy import ctx, exceptions, http
-from mitmproxy import connection
+from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 from mitmproxy.utils import human
 
@@ -355,14 +354,14 @@ class SinchSmsExporter:
     def client_connected(self, client: connection.Client) -> None:
         """Sinch calls back from public addresses, which mitmproxy's block_global (on by
         default) refuses; on a callback listener that refusal is lifted, nowhere else."""
-        if client.error and client.proxy_mode.full_spec in self._callback_modes and ctx.options.block_global:
+        if client.error and client.proxy_mode.full_spec in self._callback_modes:
             try:
                 address = ipaddress.ip_address(client.peername[0].rsplit("%", 1)[0])
             except ValueError:
                 return
             if isinstance(address, ipaddress.IPv6Address):
                 address = address.ipv4_mapped or address
-            if address.is_global and not (ctx.options.block_private and address.is_private):
+            if address.is_global and not (getattr(ctx.options, "block_private", False) and address.is_private):
                 client.error = None
 
     def request(self, flow: http.HTTPFlow) -> None:
