@@ -20,11 +20,12 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from sinch_sms_exporter.sim.callbacks import sign
 
 
-def _sdk_signature_check():  # noqa: ANN202 - the SDK's function, when it is installed
+def _sdk_signature_check() -> Any:
     """Sinch's Python SDK's own signature check (PyPI `sinch`), or None without the SDK."""
     try:
         from sinch.domains.authentication.sinch_events.v1 import authentication_validation
@@ -68,10 +69,8 @@ class Receiver:
             if not good:
                 return 401, b""
         forced = headers.get("x-receiver-answer", "")
-        if forced.isdigit():
-            status = int(forced)
-        else:
-            status = 500 if self.random.random() < self.fail_share else 200
+        failing = self.random.random() < self.fail_share
+        status = int(forced) if forced.isdigit() else 500 if failing else 200
         self.stats[str(status)] += 1
         return status, b""
 
