@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import FoldedScalarString
 
-from sinch_sms_exporter.contract import catalog
+from sinch_sms_exporter.contract import catalog, delivery
 from sinch_sms_exporter.contract.catalog import CodeInfo, StatusInfo
 
 #: Where the rendered runbook is published; every `runbook_url` starts with it. Forks change
@@ -300,6 +300,58 @@ ALERTS: tuple[AlertDoc, ...] = (
         "their own.",
     ),
     AlertDoc(
+        catalog.ALERT_DELIVERY_FAILURE_RATE,
+        "warning",
+        "{{ $value | humanizePercentage }} of SMS messages fail to be delivered",
+        "{{ $value | humanizePercentage }} of the messages that reached a final delivery status over the "
+        "last 15 minutes were not delivered (aborted, rejected, deleted, failed or expired), by the "
+        "delivery reports Sinch sent to the service's callback receiver: Sinch accepted them, the "
+        "recipients did not get them.",
+        when="the share of failed final delivery statuses stays above its threshold for minutes, with a "
+        "floor on the number of failed messages.",
+        meaning="Sinch took the messages (the API answered 201) but operators did not deliver them. "
+        "The delivery code says why: routing and provisioning codes (402, 410, 412) are fixed on your "
+        "side or with Sinch, operator outcomes (failed, expired, rejected) point at a destination "
+        "network, a sender ID or the content.",
+        todo='Open the delivery row of the overview dashboard ("top failure codes") and look up the '
+        "leading status and code in the runbook's delivery statuses and delivery codes. A jump across "
+        "all codes at once is an operator or route outage: tell Sinch support, with a few batch ids "
+        "from your logs.",
+    ),
+    AlertDoc(
+        catalog.ALERT_CALLBACK_RECEIVER_FAILING,
+        "warning",
+        "The SMS callback receiver fails {{ $value | humanizePercentage }} of Sinch's callbacks",
+        "{{ $value | humanizePercentage }} of Sinch's callbacks over the last 10 minutes got a 5xx, a 429 "
+        "or no answer at all from the service's callback receiver. Sinch retries them (5 s, 10 s, 20 s, "
+        "doubling, for up to 22 h 45 min): delivery reports and inbound messages arrive late, and are "
+        "lost after the last retry.",
+        when="a share of callback attempts gets 5xx, 429 or no answer from the receiver for minutes, "
+        "with a floor on their number.",
+        meaning="The service's own webhook endpoint (behind the sidecar's callback listener) is down, "
+        "overloaded or erroring. Sinch keeps retrying, so nothing is lost yet, but reports are late and "
+        "each retry adds load; 429 also makes Sinch lower its callback throughput.",
+        todo="`sinch_sms_callbacks_total` by `status` and `sinch_sms_callback_errors_total` by `reason` "
+        "say which: 5xx are the receiver's own errors (its logs), `connect`/`timeout` mean it is not "
+        "reachable from the sidecar (is it running? is `--callback-upstream` right?).",
+    ),
+    AlertDoc(
+        catalog.ALERT_CALLBACKS_REJECTED,
+        "critical",
+        "The SMS callback receiver rejected {{ $value }} of Sinch's callbacks: they are lost",
+        "The service's callback receiver answered {{ $value }} of Sinch's callbacks in the last 15 minutes "
+        "with a 4xx other than 429. Sinch does not retry those: the delivery reports and inbound messages "
+        "(opt-out replies among them) are lost for good.",
+        when="the receiver answers a few callbacks in a quarter of an hour with a 4xx status other than 429.",
+        meaning="The receiver refused the callbacks: a signature check failing (a rotated or wrong "
+        "webhook secret), an authentication it expects and Sinch does not send, a path that no longer "
+        "exists (404), or a body it cannot parse (400).",
+        todo="`sinch_sms_callbacks_total` by `status` and `type` shows which answer and which callbacks. "
+        "401/403: compare the receiver's webhook secret or credentials with the ones configured at "
+        "Sinch; 404: the callback URL's path; 400/422: the receiver's parser against Sinch's callback "
+        "bodies. The lost reports can still be fetched by polling `batches/{batch_id}/delivery_report`.",
+    ),
+    AlertDoc(
         catalog.ALERT_EXPORTER_DOWN,
         "warning",
         "sinch-sms-exporter metrics are gone{{ if $labels.instance }} ({{ $labels.instance }}){{ end }}",
@@ -439,6 +491,99 @@ def _no_code_sections() -> list[str]:
     ]
 
 
+def _delivery_sections() -> list[str]:
+    """Delivery statuses and codes (sinch_sms_delivery_reports_total), and the receiver's answers."""
+    failure = _alert_ref(catalog.ALERT_DELIVERY_FAILURE_RATE)
+    lines = [
+        _heading(2, "delivery-statuses", "Delivery statuses"),
+        "",
+        "`sinch_sms_delivery_reports_total{status=…}`: messages by the delivery status Sinch reported in",
+        "the callbacks the service's receiver accepted (lowercased; a status Sinch adds later is",
+        f"`other`). Failed final statuses count towards {failure}.",
+        "",
+        "| status | final | counts as failed |",
+        "| --- | --- | --- |",
+    ]
+    for info in delivery.STATUS_INFO.values():
+        final = "yes" if info.final else "no (intermediate)"
+        lines.append(f"| [`{info.status}`](#{info.anchor}) | {final} | {'yes' if info.failed else 'no'} |")
+    lines.append("")
+    for info in delivery.STATUS_INFO.values():
+        lines += [_heading(3, info.anchor, f"`{info.status}`"), ""]
+        lines += [f"**What it means:** {info.meaning}", "", f"**What to do:** {info.advice}", ""]
+    lines += [
+        _heading(3, "delivery-status-other", "`other`"),
+        "",
+        "**What it means:** A status outside Sinch's ten (Sinch may add some), or a report whose",
+        "`status` was missing or not a string.",
+        "",
+        "**What to do:** Look at a few such callbacks in the receiver's logs; if Sinch added a status,",
+        "this list needs it.",
+        "",
+        _heading(2, "delivery-codes", "Delivery codes"),
+        "",
+        "`sinch_sms_delivery_reports_total{code=…}`: the numeric code of a delivery report. `0` and",
+        "Sinch's own 400-408, 410-418 are always kept; other integers (operators' SMPP codes, MMS",
+        "codes) up to `--delivery-code-cap` distinct values, then `other`; `code=\"\"` (`none` on the",
+        "dashboards) means the report carried no integer code.",
+        "",
+        "| code | name | usual status | MMS only |",
+        "| --- | --- | --- | --- |",
+    ]
+    for code in delivery.CODE_INFO.values():
+        mms = "yes" if code.mms_only else ""
+        lines.append(f"| [`{code.code}`](#{code.anchor}) | {code.name} | `{code.status}` | {mms} |")
+    lines.append("")
+    for code in delivery.CODE_INFO.values():
+        title = f"`{code.code}` {code.name}" + (" (MMS only)" if code.mms_only else "")
+        lines += [_heading(3, code.anchor, title), ""]
+        lines += [f"**What it means:** {code.meaning}", "", f"**What to do:** {code.advice}", ""]
+    lines += [
+        _heading(3, f"delivery-code-{NO_CODE}", f"No code (`{NO_CODE}`) and `other`"),
+        "",
+        "**What it means:** `none`: the report had no integer `code`. `other`: an integer outside",
+        "0-2147483647, or a new code past the cap.",
+        "",
+        "**What to do:** Codes outside Sinch's list come from operators (SMPP error codes): ask Sinch",
+        "support what a frequent one means on your routes. If",
+        '`sinch_sms_exporter_label_overflow_total{label="delivery_code"}` grows, raise `--delivery-code-cap`.',
+        "",
+        _heading(2, "callback-receiver", "Callback receiver answers"),
+        "",
+        "`sinch_sms_callbacks_total{type=…, status=…}` counts every callback by its `type` and the status",
+        "the service's receiver answered; `sinch_sms_callback_errors_total{reason=…}` the callbacks it did",
+        "not answer (Sinch got a 502 from the sidecar). What Sinch does next depends on that answer:",
+        "",
+        "| receiver answer | Sinch | delivery reports counted | alert |",
+        "| --- | --- | --- | --- |",
+        "| 2xx | done | yes | |",
+        f"| 5xx, 429, no answer | retries after 5 s, 10 s, 20 s, … up to 22 h 45 min | not yet | "
+        f"{_alert_ref(catalog.ALERT_CALLBACK_RECEIVER_FAILING)} |",
+        f"| other 4xx | drops the callback for good | never | {_alert_ref(catalog.ALERT_CALLBACKS_REJECTED)} |",
+        "",
+        "The reasons of `sinch_sms_callback_errors_total` are those of the",
+        "[upstream errors](#upstream-errors), with the service's receiver in Sinch's place.",
+        "",
+        _heading(3, "callback-type-none", 'Callbacks with `type=""` or `type="other"`'),
+        "",
+        '**What it means:** `""`: the body was not a JSON object with a string `type` (or was over',
+        "`--body-limit`): not a Sinch callback, or a truncated one. `other`: a `type` Sinch added.",
+        "",
+        "**What to do:** Check who else posts to the callback URL (scanners, health checks of an",
+        "ingress) and restrict it; for a new Sinch type, read Sinch's release notes.",
+        "",
+        _heading(3, "polling", "Polled delivery reports are not counted"),
+        "",
+        "Answers of `batches/{batch_id}/delivery_report`, `…/delivery_report/{recipient}` and",
+        "`delivery_reports` are snapshots a service asks for, as often as it likes: counting them would",
+        "count the same message again on every poll. They count as API answers",
+        "(`sinch_sms_responses_total`) only. Delivery outcomes come from callbacks: put the sidecar's",
+        "callback listener in front of the service's receiver (`--callback-upstream`).",
+        "",
+    ]
+    return lines
+
+
 def render() -> str:
     """docs/runbook.md, byte for byte."""
     out = [
@@ -458,6 +603,8 @@ def render() -> str:
         "- [Other statuses](#other-statuses) (not documented by Sinch: gateways on the way)",
         "- [Error codes](#error-codes)",
         "- [Upstream errors](#upstream-errors) (no answer from Sinch)",
+        "- [Delivery statuses](#delivery-statuses), [delivery codes](#delivery-codes) and the",
+        "  [callback receiver's answers](#callback-receiver) (callbacks from Sinch)",
         "",
         "## Alerts",
         "",
@@ -492,6 +639,7 @@ def render() -> str:
     ]
     for reason, (meaning, todo) in UPSTREAM_REASONS.items():
         out += [_heading(3, f"upstream-{reason}", f"`{reason}`"), "", meaning, "", f"**What to do:** {todo}", ""]
+    out += _delivery_sections()
     return "\n".join(out).rstrip("\n") + "\n"
 
 
