@@ -524,7 +524,7 @@ def _delivery_sections() -> list[str]:
         "",
         "`sinch_sms_delivery_reports_total{code=…}`: the numeric code of a delivery report. `0` and",
         "Sinch's own 400-408, 410-418 are always kept; other integers (operators' SMPP codes, MMS",
-        "codes) up to `--delivery-code-cap` distinct values, then `other`; `code=\"\"` (`none` on the",
+        'codes) up to `--delivery-code-cap` distinct values, then `other`; `code=""` (`none` on the',
         "dashboards) means the report carried no integer code.",
         "",
         "| code | name | usual status | MMS only |",
