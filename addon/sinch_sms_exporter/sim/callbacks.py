@@ -47,15 +47,15 @@ REPORT_TYPES = ("none", "summary", "full", "per_recipient", "per_recipient_final
 
 #: Final outcomes as (status, code) → weight: what `make demo` shows.
 DEMO_OUTCOMES: dict[tuple[str, int], float] = {
-    ("Delivered", 0): 88.0,
-    ("Failed", 0): 3.0,
-    ("Expired", 0): 2.0,
-    ("Rejected", 0): 1.0,
-    ("Aborted", 402): 2.0,
-    ("Aborted", 412): 1.0,
-    ("Deleted", 0): 0.5,
+    ("Delivered", 0): 92.0,
+    ("Failed", 0): 2.0,
+    ("Expired", 0): 1.5,
+    ("Rejected", 0): 0.5,
+    ("Aborted", 402): 1.0,
+    ("Aborted", 412): 0.5,
+    ("Deleted", 0): 0.25,
     ("Unknown", 0): 1.0,
-    ("Failed", 15): 0.5,  # an SMPP code outside Sinch's own
+    ("Failed", 15): 0.25,  # an SMPP code outside Sinch's own
 }
 #: An operator outage: most messages fail (the stack shows SinchSmsDeliveryFailureRate firing).
 FAILING_OUTCOMES: dict[tuple[str, int], float] = {("Delivered", 0): 40.0, ("Failed", 0): 40.0, ("Expired", 0): 20.0}
