@@ -52,9 +52,8 @@ ENV PATH=/opt/sinch/bin:$PATH \
     SINCH_PROXY_CONFDIR=/home/sinch/.mitmproxy
 USER 10001:10001
 WORKDIR /home/sinch
-# 8080: the proxy (the service's Sinch base URL); 8090: the callback listener (with
-# --callback-upstream, Sinch's callbacks to the service's receiver); 19880: /metrics and /healthz.
-EXPOSE 8080 8090 19880
+# 8080: the proxy (the service's Sinch base URL); 19880: /metrics and /healthz.
+EXPOSE 8080 19880
 # No curl in the slim image: Python's urllib asks the metrics server, on the configured port.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SINCH_PROXY_METRICS_PORT', '19880'), timeout=4)"]
