@@ -166,6 +166,7 @@ class SinchSmsExporter:
         self._web_config: WebConfig | None = None
         self._running = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener_setup: asyncio.Task[bool] | None = None
         self.health_timeout = HEALTH_TIMEOUT
 
     # --- options -------------------------------------------------------------------------
@@ -295,6 +296,17 @@ class SinchSmsExporter:
         logredact.install()  # handlers added since load
         self.deadline.start()
         self._restart_server()
+        self._start_callback_listeners()
+
+    def _start_callback_listeners(self) -> None:
+        """Start callback listeners the proxy server has not started. mitmdump 12 may load a
+        `-s` script while it brings up its listeners: the `mode` entries configure added then
+        reach no listener until the servers are set up again (a no-op for running ones)."""
+        proxyserver = ctx.master.addons.get("proxyserver")
+        if proxyserver is None or not self._callback_modes or self._loop is None:
+            return
+        if not self._callback_modes <= {instance.mode.full_spec for instance in proxyserver.servers}:
+            self._listener_setup = self._loop.create_task(proxyserver.setup_servers())
 
     def done(self) -> None:
         self._running = False
