@@ -420,3 +420,24 @@ def test_mitmdump_users_set_one_option(tmp_path) -> None:
         samples = scrape(metrics)
     assert total(samples, "sinch_sms_delivery_reports_total", status="delivered") == 1
     assert total(samples, "sinch_sms_responses_total") == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--callback-upstream", "http://127.0.0.1:9000/cb"], {}, "give the base URL only"),
+        (["--callback-upstream", "ftp://127.0.0.1:9000"], {}, "bad --callback-upstream 'ftp://127.0.0.1:9000'"),
+        (["--callback-upstream", "http://a@8090", "--callback-upstream", "http://b@8090"], {}, "share a listen port"),
+        (["--callback-upstream", "http://a@PORT"], {}, "share port"),
+        (["--delivery-code-cap", "-1"], {}, "--delivery-code-cap must be 0 or more"),
+        ([], {"SINCH_PROXY_CALLBACK_UPSTREAM": "nonsense"}, "bad SINCH_PROXY_CALLBACK_UPSTREAM 'nonsense'"),
+    ],
+)
+def test_bad_callback_settings_are_one_line_and_exit_2(tmp_path, args: list[str], env: dict, message: str) -> None:
+    listen = free_port()
+    args = [a.replace("PORT", str(listen)) for a in args]
+    argv = [PROXY, "--listen-port", str(listen), "--metrics-port", "0", "--confdir", str(tmp_path), *args]
+    proc = start(argv, tmp_path / "bad.log", env)
+    assert proc.popen.wait(30) == 2
+    lines = proc.log().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sinch-sms-proxy: error: ") and message in lines[0], lines

@@ -89,10 +89,12 @@ def test_demo_prints_where_to_look_shows_every_kind_of_answer_and_stops_on_sigin
         # the first round (every catalog answer, a drop, an unknown path), then steady traffic
         before = total(scrape(metrics), "sinch_sms_responses_total")
         samples = wait_until(
-            lambda: (s := scrape(metrics))
-            and total(s, "sinch_sms_responses_total") >= before + 60
-            and total(s, "sinch_sms_delivery_reports_total") >= 20
-            and s,
+            lambda: (
+                (s := scrape(metrics))
+                and total(s, "sinch_sms_responses_total") >= before + 60
+                and total(s, "sinch_sms_delivery_reports_total") >= 20
+                and s
+            ),
             timeout=20,
             what="steady traffic after the first round, and delivery reports",
         )

@@ -254,10 +254,12 @@ def parse_upstreams(
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"bad {source} {spec!r}: expected http(s)://HOST[:PORT], e.g. {DEFAULT_UPSTREAM}")
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-            raise UsageError(
-                f"bad {source} {spec!r}: give the base URL only (no path, query or credentials); "
-                "the service keeps sending /xms/v1/…"
+            sender = (
+                "Sinch keeps calling your callback path"
+                if "CALLBACK" in source.upper()
+                else ("the service keeps sending /xms/v1/…")
             )
+            raise UsageError(f"bad {source} {spec!r}: give the base URL only (no path, query or credentials); {sender}")
         if at:
             if not port_text.isdigit():
                 raise UsageError(f"bad {source} {spec!r}: the listen port after '@' is not a number")
