@@ -364,3 +364,18 @@ def test_block_global_is_lifted_on_callback_listeners_only() -> None:
             client.error = "Connection killed by block_global."
             exporter.client_connected(client)
             assert (client.error is None) == lifted
+
+
+def test_the_alert_rules_use_the_vocabulary() -> None:
+    """SinchSmsDeliveryFailureRate's status regexes are labels' failed and final statuses."""
+    from ruamel.yaml import YAML
+
+    from helpers import REPO
+
+    groups = YAML(typ="safe").load((REPO / "prometheus" / "alerts.yml").read_text())["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r.get("alert") == "SinchSmsDeliveryFailureRate"]
+    failed = "|".join(labels.FAILED_DELIVERY_STATUSES)
+    final = "|".join(labels.FINAL_DELIVERY_STATUSES)
+    assert rule["expr"].count(f'status=~"{failed}"') == 2
+    assert rule["expr"].count(f'status=~"{final}"') == 1
+    assert set(labels.FAILED_DELIVERY_STATUSES) < set(labels.FINAL_DELIVERY_STATUSES)
