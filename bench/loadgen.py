@@ -80,10 +80,20 @@ def hey_binary() -> str:
 
 
 def hey_argv(
-    url: str, *, concurrency: int, duration: float | None = None, requests: int | None = None, cpus: str | None = None
+    url: str,
+    *,
+    concurrency: int,
+    duration: float | None = None,
+    requests: int | None = None,
+    cpus: str | None = None,
+    body: str = REQUEST_BODY,
+    headers: tuple[str, ...] = (),
 ) -> list[str]:
-    """A POST of a small JSON body, keep-alive (hey's default), for a duration or a count."""
-    argv = [hey_binary(), "-c", str(concurrency), "-m", "POST", "-T", "application/json", "-d", REQUEST_BODY]
+    """A POST of a small JSON body (and `headers`, "Name: value"), keep-alive (hey's default),
+    for a duration or a count."""
+    argv = [hey_binary(), "-c", str(concurrency), "-m", "POST", "-T", "application/json", "-d", body]
+    for header in headers:
+        argv += ["-H", header]
     argv += ["-z", f"{duration:g}s"] if duration is not None else ["-n", str(requests)]
     argv.append(url)
     if cpus:

@@ -25,6 +25,9 @@ from mitmproxy.test import taddons, tflow
 from bench import upstream
 from sinch_sms_exporter.mitm.addon import SinchSmsExporter
 
+#: The callback listener of the in-process measurement (its mode spec marks callback flows).
+CALLBACK_ENTRY = "http://127.0.0.1:9000@8090"
+
 REPEATS = 7
 
 
@@ -43,6 +46,24 @@ def sinch_flow(status: int, body: str) -> http.HTTPFlow:
     response.headers["content-length"] = str(len(body))
     response.raw_content = body.encode()
     response.timestamp_end = flow.request.timestamp_start + 0.05
+    return flow
+
+
+def callback_flow() -> http.HTTPFlow:
+    """A completed callback-listener flow: Sinch's recipient delivery report, the receiver's 200."""
+    flow = tflow.tflow(resp=True)
+    flow.client_conn.proxy_mode = ProxyMode.parse(f"reverse:{CALLBACK_ENTRY}")
+    flow.request.method = "POST"
+    flow.request.host, flow.request.port, flow.request.scheme = "127.0.0.1", 9000, "http"
+    flow.request.path = upstream.CALLBACK_PATH
+    flow.request.headers["content-type"] = "application/json"
+    flow.request.raw_content = upstream.CALLBACK_BODY.encode()
+    response = flow.response
+    assert response is not None
+    response.status_code = 200
+    response.headers.clear()
+    response.headers["content-length"] = "0"
+    response.raw_content = b""
     return flow
 
 
@@ -69,7 +90,7 @@ def measure(iterations: int = 20_000) -> list[Result]:
     addon = SinchSmsExporter()
     results = []
     with taddons.context(addon) as tctx:
-        tctx.configure(addon, sinch_metrics_port=0)
+        tctx.configure(addon, sinch_metrics_port=0, sinch_callback_upstreams=[CALLBACK_ENTRY])
         for label, status, body in (
             ("201 success", 201, upstream.SUCCESS_BODY),
             ("403 blocked_account", 403, upstream.ERROR_BODY),
@@ -91,8 +112,26 @@ def measure(iterations: int = 20_000) -> list[Result]:
         counted = sum(
             s.value for s in addon.metrics.responses.collect()[0].samples if s.name == "sinch_sms_responses_total"
         )
-    if counted < iterations * REPEATS * 4:
-        raise RuntimeError(f"the addon counted {counted:g} answers: the benchmark did not measure what it claims")
+        report = callback_flow()
+
+        def callback_hooks(flow: http.HTTPFlow = report) -> None:
+            addon.request(flow)
+            addon.responseheaders(flow)
+            addon.response(flow)
+
+        results.append(
+            _time("recipient delivery report callback: request+responseheaders+response", callback_hooks, iterations)
+        )
+        delivered = sum(
+            s.value
+            for s in addon.metrics.delivery_reports.collect()[0].samples
+            if s.name == "sinch_sms_delivery_reports_total" and s.labels["status"] == "delivered"
+        )
+    if counted < iterations * REPEATS * 4 or delivered < iterations * REPEATS:
+        raise RuntimeError(
+            f"the addon counted {counted:g} answers and {delivered:g} delivery reports: "
+            "the benchmark did not measure what it claims"
+        )
     return results
 
 

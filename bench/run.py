@@ -10,9 +10,11 @@ nginx-light as a fast upstream (bench/upstream.py), and three ways to reach it:
 two mixes (all-success: 201 + JSON; all-error: 403 `{"code":"blocked_account",…}`, every
 answer parsed), runs alternating between the three (A B C A B C…), medians over the pairs,
 and the ratios sinch-sms-proxy / mitmdump from the same run. Then: the latency each proxy
-adds over direct at concurrency 1, the cost of a /metrics scrape with a full set of series,
-RSS of a fresh proxy after 10k and 200k requests, the addon's own µs per answer, and a
-py-spy profile of sinch-sms-proxy under load (bench/hotspots.py; skipped without py-spy).
+adds over direct at concurrency 1, the callback mix (bench/callbacks.py: Sinch's recipient
+delivery reports through sinch-sms-proxy's callback listener, or bare mitmdump, to nginx as
+the receiver), the cost of a /metrics scrape with a full set of series, RSS of a fresh
+proxy after 10k and 200k requests, the addon's own µs per answer, and a py-spy profile of
+sinch-sms-proxy under load (bench/hotspots.py; skipped without py-spy).
 
 Every run through sinch-sms-proxy is also a count check: its /metrics before and after,
 and the increase of sinch_sms_responses_total by status and code must equal hey's status
@@ -43,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import counts, hotspots, loadgen, microbench, procs, results, scrape, upstream
+from bench import callbacks, counts, hotspots, loadgen, microbench, procs, results, scrape, upstream
 from bench.results import DIRECT, SINCH, Run
 
 MIXES: dict[str, tuple[str, int]] = {
@@ -155,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-duration", type=float, default=1.5, help="seconds per concurrency-1 run")
     parser.add_argument("--rss-requests", type=int, default=200_000, help="requests through a fresh proxy (0: skip)")
     parser.add_argument("--no-scrape", action="store_true", help="skip the /metrics scrape measurement")
+    parser.add_argument("--no-callbacks", action="store_true", help="skip the callback mix")
     parser.add_argument("--no-microbench", action="store_true", help="skip the in-process micro-benchmark")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the proxy under load")
     parser.add_argument("--no-pin", action="store_true", help="do not pin load and proxies to separate CPUs")
@@ -193,6 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = load_phase(targets, args, load_cpus)
         for target in targets[1:]:
             target.stop()
+        callback_runs = []
+        if not args.no_callbacks:
+            callback_runs = callbacks.phase(
+                nginx_url, home, args.pairs, args.concurrency, args.duration, load_cpus, proxy_cpus,
+                lambda line: print(line, flush=True),
+            )  # fmt: skip
+        runs += callback_runs
         report["runs"] = [asdict(r) for r in runs]
         rss, rss_problems = rss_phase(nginx_url, home, args, load_cpus, proxy_cpus) if args.rss_requests else ([], [])
         report["rss"] = rss
@@ -216,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(results.load_table(runs, args.concurrency))
     print(f"\n## Concurrency 1 (hey -c 1, {args.pairs} rounds of {args.latency_duration:g} s; medians)\n")
     print(results.latency_table(runs))
+    if callback_runs:
+        print(f"\n## Callbacks: recipient delivery reports to a receiver (hey -c {args.concurrency}, {rounds})\n")
+        print(callbacks.table(callback_runs, args.concurrency))
     if rss:
         print("\n## sinch-sms-proxy RSS (fresh process, success and error alternating)\n")
         print(" | ".join(f"{n:,} req: {b / 2**20:.1f} MiB" for n, b in rss))
@@ -247,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     per_answer = {m.name.split(":")[0]: m.microseconds for m in micro if m.name.endswith("responseheaders+response")}
     checks = results.target_checks(runs, args.concurrency, rss, per_answer)
+    if not args.no_callbacks:
+        checks += callbacks.checks(callback_runs, args.concurrency)
     report["targets"] = [asdict(c) for c in checks]
     print("\n## Targets of issue 5 (sinch-sms-proxy with every metric on)\n")
     print("\n".join(c.line() for c in checks))

@@ -6,7 +6,9 @@ template (`batches`; the service plan id segment selects the answer and is never
 
 - `/xms/v1/BENCHOK/batches`: 201 with a small JSON batch (the all-success mix);
 - `/xms/v1/BENCHERR/batches`: 403 `{"code":"blocked_account",…}` (the all-error mix: every
-  answer a JSON body the addon must parse, its worst case).
+  answer a JSON body the addon must parse, its worst case);
+- `/sinch/callbacks`: 200 with no body, as a service's callback receiver answers Sinch (the
+  callback mix: every request a delivery report the addon must parse).
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ SUCCESS_BODY = (
     '"body":"hello","type":"mt_text","created_at":"2024-01-01T00:00:00.000Z"}'
 )
 ERROR_BODY = '{"code":"blocked_account","text":"The account is blocked"}'
+CALLBACK_PATH = "/sinch/callbacks"
+#: A recipient delivery report as Sinch posts it (the SDKs' test vector's shape).
+CALLBACK_BODY = (
+    '{"at":"2025-01-13T09:22:40.914Z","batch_id":"01JHFFHQ0P99JPPNQPJDV7JTBP","client_reference":"a client '
+    'reference","code":0,"operator_status_at":"2025-01-13T09:22:00Z","recipient":"33662162466","status":'
+    '"Delivered","type":"recipient_delivery_report_sms"}'
+)
 
 _CONFIG = """\
 daemon off;
@@ -44,6 +53,7 @@ http {{
         listen 127.0.0.1:{port};
         location = {ok} {{ return 201 '{ok_body}'; }}
         location = {err} {{ return 403 '{err_body}'; }}
+        location = {callback} {{ return 200; }}
         location / {{ return 404; }}
     }}
 }}
@@ -62,7 +72,15 @@ def write_config(home: Path, port: int) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "nginx.conf"
     config.write_text(
-        _CONFIG.format(home=home, port=port, ok=SUCCESS_PATH, err=ERROR_PATH, ok_body=SUCCESS_BODY, err_body=ERROR_BODY)
+        _CONFIG.format(
+            home=home,
+            port=port,
+            ok=SUCCESS_PATH,
+            err=ERROR_PATH,
+            callback=CALLBACK_PATH,
+            ok_body=SUCCESS_BODY,
+            err_body=ERROR_BODY,
+        )
     )
     return config
 

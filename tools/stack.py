@@ -185,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--workdir", type=Path, help="configs, logs, TSDB (default: REPO/.run/stack, emptied first)")
     add("--simulator-port", type=int, default=9800)
     add("--listen-port", type=int, default=8080, help="the proxy")
+    add("--callback-port", type=int, default=8090, help="the proxy's callback listener")
+    add("--receiver-port", type=int, default=9810, help="the service's callback receiver")
+    add(
+        "--delivery-scenario",
+        choices=("demo", "delivered", "failing"),
+        default="demo",
+        help="the simulator's delivery outcomes; failing: most messages fail and SinchSmsDeliveryFailureRate "
+        "fires after its 10 minutes",
+    )
     add("--metrics-port", type=int, default=19880, help="the proxy's /metrics")
     add("--prometheus-port", type=int, default=9090)
     add("--alertmanager-port", type=int, default=9093)
@@ -210,6 +219,8 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
     ports = {
         "simulator-port": args.simulator_port,
         "listen-port": args.listen_port,
+        "callback-port": args.callback_port,
+        "receiver-port": args.receiver_port,
         "metrics-port": args.metrics_port,
         "prometheus-port": args.prometheus_port,
     }
@@ -234,15 +245,18 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
 
     proxy_url = f"http://127.0.0.1:{args.listen_port}"
     with contextlib.ExitStack() as stack:
-        sim = stack.enter_context(child("simulator", demo.simulator_command(args.simulator_port), workdir))
+        sim_command = demo.simulator_command(args.simulator_port, None, "--delivery-scenario", args.delivery_scenario)
+        sim = stack.enter_context(child("simulator", sim_command, workdir))
+        receiver = stack.enter_context(child("receiver", demo.receiver_command(args.receiver_port), workdir))
         proxy_command = demo.proxy_command(
             args.simulator_port,
             args.listen_port,
             args.metrics_port,
             *("--metrics-host", "127.0.0.1", "--confdir", str(workdir / "mitmproxy")),
+            callbacks=(args.receiver_port, args.callback_port),
         )
         proxy = stack.enter_context(child("proxy", proxy_command, workdir))
-        children = [sim, proxy]
+        children = [sim, receiver, proxy]
         if alertmanager:
             stack.enter_context(Pager(args.pager_port, workdir / "pages.jsonl", echo))
             am = stack.enter_context(
@@ -274,8 +288,10 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
         children.append(prom)
 
         wait_ready(sim, port=args.simulator_port)
+        wait_ready(receiver, port=args.receiver_port)
         wait_ready(proxy, url=f"http://127.0.0.1:{args.metrics_port}/healthz")
         wait_ready(proxy, port=args.listen_port)
+        wait_ready(proxy, port=args.callback_port)
         if alertmanager:
             wait_ready(am, url=f"http://127.0.0.1:{args.alertmanager_port}/-/ready")
         wait_ready(prom, url=f"http://127.0.0.1:{args.prometheus_port}/-/ready")
@@ -283,6 +299,8 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
         echo(
             f"stack ready (configs and logs in {workdir}):\n"
             f"  proxy       {proxy_url}  → simulator :{args.simulator_port} (scenario demo, region us)\n"
+            f"  callbacks   simulator → {demo.callback_url(args.callback_port)} → receiver :{args.receiver_port} "
+            f"(delivery scenario {args.delivery_scenario})\n"
             f"  metrics     http://127.0.0.1:{args.metrics_port}/metrics\n"
             f"  prometheus  http://127.0.0.1:{args.prometheus_port}/alerts  (repo's rules, job sinch-sms-exporter)\n"
             + (
@@ -298,7 +316,8 @@ def run(args: argparse.Namespace, echo: Callable[[str], None]) -> None:
         generator = None
         if args.rate > 0:
             demo.opening_round(proxy_url, PLAN)  # every answer once: every alert has data at once
-            generator = demo.generator(proxy_url, args.rate, PLAN)
+            demo.inbound_round(args.simulator_port, args.callback_port)
+            generator = demo.generator(proxy_url, args.rate, PLAN, callback_port=args.callback_port)
             stack.enter_context(_background(generator))
         stopping = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches only us: the children have their own group

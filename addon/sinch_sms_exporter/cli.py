@@ -213,6 +213,23 @@ def parse_upstreams(
     return upstreams
 
 
+def callback_listeners(receivers: Sequence[str], listen_host: str) -> list[settings.CallbackListener]:
+    """One callback listener per --callback-upstream (each already checked): on its @PORT, or
+    on the next port from 8090, at --callback-listen-host."""
+    listeners = []
+    next_port = settings.DEFAULT_CALLBACK_PORT
+    for spec in receivers:
+        receiver = settings.parse_callback_upstream(spec)
+        port = next_port if receiver.listen_port is None else receiver.listen_port
+        next_port = port + 1
+        host = f"[{listen_host}]" if ":" in listen_host else listen_host
+        listeners.append(settings.CallbackListener(receiver.url, f"{host}:{port}", port))
+    ports = [listener.port for listener in listeners]
+    if len(set(ports)) != len(ports):
+        raise UsageError(f"two --callback-upstream share a listen port ({', '.join(map(str, ports))})")
+    return listeners
+
+
 def _check_port(host: str, port: int, what: str) -> None:
     if not 0 < port < 65536:
         raise UsageError(f"{what} port {port} is not between 1 and 65535")
@@ -267,8 +284,16 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         options["mode"] = [f"reverse:{u.url}@{u.listen_port}" for u in upstreams]
         options["sinch_regions"] = [f"{u.host}:{u.port}={u.region}" for u in upstreams]
         listeners = [u.listen_port for u in upstreams]
+    callbacks = callback_listeners(args.callback_upstream, args.callback_listen_host)
+    options["sinch_callback_upstreams"] = [f"{c.url}@{c.listen}" for c in callbacks]
+    options["mode"] += [c.mode for c in callbacks]
+    clash = set(listeners) & {c.port for c in callbacks}
+    if clash:
+        raise UsageError(f"a callback listener and a proxy listener share port {min(clash)}")
     for port in listeners:
         _check_port(args.listen_host, port, "proxy")
+    for callback in callbacks:
+        _check_port(args.callback_listen_host, callback.port, "callback")
     if args.metrics_port:
         _check_port(args.metrics_host, args.metrics_port, "metrics")
     return options

@@ -15,6 +15,7 @@ adds one to `recorded` (on the event loop); the exposition sets `scraped` to the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,14 +29,17 @@ from prometheus_client import (
 
 from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.contract.labels import (
+    DEFAULT_DELIVERY_CODE_CAP,
+    KNOWN_DELIVERY_CODES,
     KNOWN_REGIONS,
     NO_CODE,
+    NO_DELIVERY_CODE,
     OTHER,
     REGION_CAP,
     UPSTREAM_ERROR_REASONS,
     status_class,
 )
-from sinch_sms_exporter.contract.outcomes import Outcome
+from sinch_sms_exporter.contract.outcomes import CallbackOutcome, Outcome
 
 #: Latency buckets (seconds) for an HTTPS API that usually answers in 50-500 ms: dense
 #: between 25 ms and 1 s where the SLO decisions are made, sparse tails to 30 s for timeouts.
@@ -76,6 +80,7 @@ class Metrics:
         *,
         buckets: Sequence[float] = DEFAULT_BUCKETS,
         code_cap: int = DEFAULT_CODE_CAP,
+        delivery_code_cap: int = DEFAULT_DELIVERY_CODE_CAP,
         regions: Iterable[str] = (),
         version: str = "unknown",
         mitmproxy_version: str = "unknown",
@@ -115,6 +120,26 @@ class Metrics:
             ("label",),
             registry=self.registry,
         )
+        self.callbacks = Counter(
+            "sinch_sms_callbacks",
+            "Callbacks Sinch sent through a callback listener, by JSON type and the receiver's HTTP status "
+            '(type="" when the body had no string type).',
+            ("type", "status"),
+            registry=self.registry,
+        )
+        self.callback_errors = Counter(
+            "sinch_sms_callback_errors",
+            "Callbacks the receiver did not answer, by reason; Sinch got a 502 (and retries).",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.delivery_reports = Counter(
+            "sinch_sms_delivery_reports",
+            "Messages reported by delivery report callbacks the receiver accepted (2xx), by type, delivery "
+            'status and delivery code (code="" when the report carried none).',
+            ("type", "status", "code"),
+            registry=self.registry,
+        )
         build_info = Gauge(
             "sinch_sms_exporter_build_info",
             "Always 1; the labels give the exporter and mitmproxy versions.",
@@ -132,13 +157,20 @@ class Metrics:
 
         self.codes = BoundedLabel("code", (*catalog.CODES, NO_CODE, OTHER), code_cap)
         self.regions = BoundedLabel("region", (*KNOWN_REGIONS, *regions, OTHER), REGION_CAP)
-        for label in ("code", "region"):
+        self.delivery_codes = BoundedLabel(
+            "delivery_code", (*KNOWN_DELIVERY_CODES, NO_DELIVERY_CODE, OTHER), delivery_code_cap
+        )
+        for label in ("code", "region", "delivery_code"):
             self.label_overflow.labels(label)
+        for reason in UPSTREAM_ERROR_REASONS:
+            self.callback_errors.labels(reason)
         self._response_children: dict[tuple, tuple] = {}
         #: Counts recorded so far (answers, upstream errors, client aborts).
         self.recorded = 0
         #: `recorded` as of the start of the last scrape served whole; None: never scraped.
         self.scraped: int | None = None
+        self._callback_children: dict[tuple[str, int], Any] = {}
+        self._report_children: dict[tuple[str, str, str], Any] = {}
 
     def _guard(self, guard: BoundedLabel, value: str) -> str:
         bounded = guard(value)
@@ -182,4 +214,35 @@ class Metrics:
 
     def record_client_abort(self, region: str, endpoint: str, method: str) -> None:
         self.client_aborts.labels(self._guard(self.regions, region), endpoint, method).inc()
+        self.recorded += 1
+
+    def record_callback(self, outcome: CallbackOutcome, status: int) -> None:
+        """Count one callback the receiver answered with `status`; its delivery reports only
+        on a 2xx: Sinch retries one answered 5xx or 429 (it would count twice) and drops one
+        answered another 4xx (the service never got it)."""
+        self.recorded += 1
+        key = (outcome.type, status)
+        child = self._callback_children.get(key)
+        if child is None:
+            child = self._callback_children[key] = self.callbacks.labels(outcome.type, str(status))
+        child.inc()
+        if 200 <= status < 300:
+            for report in outcome.reports:
+                self._report_child(outcome.type, report[0], report[1]).inc(report[2])
+
+    def _report_child(self, kind: str, status: str, code: str) -> Any:
+        key = (kind, status, code)
+        child = self._report_children.get(key)
+        if child is None:
+            bounded = self._guard(self.delivery_codes, code)
+            child = self.delivery_reports.labels(kind, status, bounded)
+            if bounded == code:  # cached only when unchanged: the cache stays as bounded as the label
+                self._report_children[key] = child
+        return child
+
+    def record_callback_error(self, reason: str) -> None:
+        """A callback the receiver did not answer (Sinch got a 502)."""
+        if reason not in UPSTREAM_ERROR_REASONS:
+            reason = OTHER
+        self.callback_errors.labels(reason).inc()
         self.recorded += 1

@@ -21,6 +21,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from sinch_sms_exporter.classify import routes
+from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.metrics import DEFAULT_BUCKETS, DEFAULT_CODE_CAP
 
 ENV_PREFIX = "SINCH_PROXY_"
@@ -32,6 +33,10 @@ DEFAULT_UPSTREAM_TIMEOUT = 30.0
 DEFAULT_SHUTDOWN_GRACE = 25.0
 #: Error bodies are parsed for a code up to this many bytes (before and after decoding).
 DEFAULT_BODY_LIMIT = 64 * 1024
+#: The first callback listener's port (docs/architecture.md, "Contracts"); further ones count up.
+DEFAULT_CALLBACK_PORT = 8090
+#: Callback listeners listen on all interfaces: Sinch calls them from outside.
+DEFAULT_CALLBACK_LISTEN_HOST = "0.0.0.0"
 #: DEFAULT_BUCKETS as the option/flag text (what parse_buckets reads back).
 DEFAULT_BUCKETS_SPEC = ",".join(f"{b:g}" for b in DEFAULT_BUCKETS)
 
@@ -179,6 +184,52 @@ def parse_upstream(spec: str) -> UpstreamSpec:
             raise ValueError("the listen port after '@' is not a number")
         listen_port = int(port_text)
     return UpstreamSpec(f"{parts.scheme}://{parts.netloc}", parts.hostname, port, listen_port)
+
+
+def parse_callback_upstream(spec: str) -> UpstreamSpec:
+    """One --callback-upstream value: the receiver's base `URL[@PORT]`, as for --upstream."""
+    try:
+        return parse_upstream(spec)
+    except ValueError as exc:
+        raise ValueError(
+            str(exc).replace("the service keeps sending /xms/v1/…", "Sinch keeps calling your path")
+        ) from None
+
+
+@dataclass(frozen=True)
+class CallbackListener:
+    """One sinch_callback_upstreams entry, `URL@[HOST:]PORT`: a callback listener on
+    [HOST:]PORT in front of the service's receiver at URL."""
+
+    url: str  # the receiver's scheme://host[:port]
+    listen: str  # [HOST:]PORT, as mitmproxy's mode spec takes it after '@'
+    port: int
+
+    @property
+    def mode(self) -> str:
+        """mitmproxy's mode spec of this listener (what `mode` gets, and a flow's proxy_mode says)."""
+        return f"reverse:{self.url}@{self.listen}"
+
+
+def parse_callback_entry(entry: str) -> CallbackListener:
+    """'http://127.0.0.1:9000@0.0.0.0:8090' → CallbackListener; ValueError(reason)."""
+    url, at, listen = entry.strip().rpartition("@")
+    if not at:
+        raise ValueError("expected URL@[HOST:]PORT, e.g. http://127.0.0.1:9000@0.0.0.0:8090")
+    receiver = parse_callback_upstream(url)
+    port = listen.rpartition(":")[2]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("the listen port after '@' is not between 1 and 65535")
+    return CallbackListener(receiver.url, listen, int(port))
+
+
+def parse_callback_listeners(entries: Iterable[str]) -> list[CallbackListener]:
+    """Every sinch_callback_upstreams entry; ValueError when two share a listen port."""
+    listeners = [parse_callback_entry(entry) for entry in entries]
+    ports = [listener.port for listener in listeners]
+    if len(set(ports)) != len(ports):
+        raise ValueError(f"two callback listeners share a listen port ({', '.join(map(str, ports))})")
+    return listeners
 
 
 def _as_is(value: str) -> str:
@@ -351,6 +402,23 @@ TABLE: tuple[Setting, ...] = (
         int, DEFAULT_CODE_CAP, _at_least(0, "must be 0 or more"), option="sinch_code_cap", metavar="N",
     ),
     Setting(
+        "callback-upstream", "the service's callback receiver (base URL): Sinch's delivery reports and "
+        "inbound messages sent to the callback listener reach it unchanged and are counted (repeat for "
+        f"several receivers, each on its own listener: @PORT, or {DEFAULT_CALLBACK_PORT} and up)",
+        Sequence[str], [], parse_callback_upstream, derived=("mode", "sinch_callback_upstreams"),
+        metavar="URL[@PORT]",
+    ),
+    Setting(
+        "callback-listen-host", "address of the callback listeners (all interfaces: Sinch must reach them)",
+        str, DEFAULT_CALLBACK_LISTEN_HOST, derived=("mode", "sinch_callback_upstreams"), metavar="HOST",
+    ),
+    Setting(
+        "delivery-code-cap", "distinct delivery codes besides 0, 400-408 and 410-418 kept (operators' SMPP "
+        "and MMS codes); later novel codes count as code=\"other\"",
+        int, labels.DEFAULT_DELIVERY_CODE_CAP, _at_least(0, "must be 0 or more"), option="sinch_delivery_code_cap",
+        metavar="N",
+    ),
+    Setting(
         "latency-buckets", "buckets (seconds, comma-separated, increasing) of "
         "sinch_sms_request_duration_seconds",
         str, DEFAULT_BUCKETS_SPEC, parse_buckets, option="sinch_latency_buckets", metavar="SECONDS,…",
@@ -371,6 +439,14 @@ TABLE: tuple[Setting, ...] = (
         "log-level", "log verbosity",
         str, "info", _one_of("error", "warn", "info", "debug"), option="termlog_verbosity",
         metavar="error|warn|info|debug",
+    ),
+    Setting(
+        "callback-upstreams", "URL@[HOST:]PORT: a callback listener on [HOST:]PORT in front of the service's "
+        "callback receiver at URL (e.g. http://127.0.0.1:9000@0.0.0.0:8090). Sinch's callbacks pass "
+        "unchanged and are counted by type, receiver status and delivery status. The addon adds the "
+        "listener's reverse mode to `mode` itself. sinch-sms-proxy sets it from --callback-upstream and "
+        "--callback-listen-host.",
+        Sequence[str], [], parse_callback_entry, option="sinch_callback_upstreams", flag=False,
     ),
     Setting(
         "regions", "HOST[:PORT]=REGION: the region label of an upstream. Sinch hosts "

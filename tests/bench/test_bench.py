@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import generate_latest
 
 # bench/ is a directory of scripts, not a package
-from bench import counts, loadgen, procs, results, scrape
+from bench import callbacks, counts, loadgen, procs, results, scrape
 from bench.results import DIRECT, MITMDUMP, SINCH, Check, Run
 from sinch_sms_exporter.contract.outcomes import Outcome
 from sinch_sms_exporter.metrics import Metrics
@@ -400,3 +400,29 @@ def test_scrape_check_finds_every_series_it_claims() -> None:
     ]
     assert scrape.check_series(_full_set(skip_abort=True), routes_)[0].startswith("no client abort on 21 routes")
     assert scrape.check_series(_full_set(), routes_ + 1) == [f"{routes_} response series, expected {routes_ + 1}"]
+
+
+@pytest.mark.parametrize(
+    ("sinch_rps", "sinch_p99", "verdicts"),
+    [
+        ((1500, 1600, 1400), 0.05, {"req/s": ("PASS", "1.50x"), "p99": ("PASS", "0.50x")}),
+        ((1490, 1490, 1490), 0.05, {"req/s": ("FAIL", "1.49x"), "p99": ("PASS", "0.50x")}),
+        ((3000, 3000, 3000), 0.101, {"req/s": ("PASS", "3.00x"), "p99": ("FAIL", "1.01x")}),
+    ],
+)
+def test_callback_mix_targets_and_table(sinch_rps: tuple, sinch_p99: float, verdicts: dict) -> None:
+    runs = []
+    for sinch, mitm in zip(sinch_rps, (1000, 900, 1100), strict=True):
+        runs += [run(MITMDUMP, mitm, 0.1, mix=callbacks.MIX), run(SINCH, sinch, sinch_p99, mix=callbacks.MIX)]
+    checks = callbacks.checks(runs, 32)
+    assert {c.target.split(" ")[0]: (c.verdict, c.value) for c in checks} == verdicts
+    assert all(c.scope == "callback mix" for c in checks)
+    ratio_row = callbacks.table(runs, 32).splitlines()[-1]
+    assert ratio_row.startswith(f"| callback | **ratio {SINCH} / mitmdump** | **{verdicts['req/s'][1]}**")
+    assert callbacks.checks([], 32)[0].verdict == "SKIP"
+
+
+def test_hey_posts_the_callback_body_and_headers() -> None:
+    argv = loadgen.hey_argv("http://x/sinch/callbacks", concurrency=2, duration=1, body="{}", headers=callbacks.HEADERS)
+    assert argv[argv.index("-d") + 1] == "{}"
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-H"] == list(callbacks.HEADERS)

@@ -219,6 +219,16 @@ def test_proxy_settings_are_the_clis_and_the_demo_traffic_reaches_the_simulator(
     assert traffic["entrypoint"] == ["python", "-m", "sinch_sms_exporter.sim.traffic"]
     assert simulator["entrypoint"] == ["sinch-sms-simulator"]
 
+    # Callbacks: the simulator calls the callback listener the traffic names; it passes to the receiver.
+    receiver = services["receiver"]
+    assert receiver["profiles"] == ["demo"] and receiver["entrypoint"] == ["sinch-sms-receiver"]
+    receiver_port = int(receiver["command"][receiver["command"].index("--port") + 1])
+    (listener,) = cli.parse_upstreams(proxy["environment"]["SINCH_PROXY_CALLBACK_UPSTREAM"].split(","), [], 8090)
+    assert (listener.url, listener.listen_port) == (f"http://receiver:{receiver_port}", 8090)
+    assert listener.listen_port in container_ports(proxy)
+    callback_url = traffic["command"][traffic["command"].index("--callback-url") + 1]
+    assert callback_url.startswith(f"http://proxy:{listener.listen_port}/")
+
 
 def test_proxy_outlasts_its_drain_and_stops_before_prometheus() -> None:
     """`docker compose stop/down`: the proxy drains up to its shutdown grace, waiting for a

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from sinch_sms_exporter import cli, settings
-from sinch_sms_exporter.mitm.addon import DEFAULT_METRICS_PORT
+from sinch_sms_exporter.settings import DEFAULT_METRICS_PORT
 from tests.helpers.client import http, scrape, total
 from tests.helpers.deploy_files import (
     DOCKERFILE,

@@ -816,3 +816,79 @@ def test_documented_defaults_are_the_real_ones(tmp_path, monkeypatch) -> None:
         running(start_proxy(tmp_path, f"http://127.0.0.1:{sim.ports['http']}")) as proxy,
     ):
         assert listeners(proxy.ports["listen"]) == {"127.0.0.1"}
+
+
+# --- callbacks -------------------------------------------------------------------------------
+
+
+def callback_bodies() -> list[bytes]:
+    """Every callback type, carrying phone numbers, batch ids, client references, message bodies."""
+    common = {"batch_id": IDS["batch_id"], "client_reference": CLIENT_REFERENCE}
+    bodies = [
+        {"type": "recipient_delivery_report_sms", "recipient": PHONES[0], "status": "Failed", "code": 402, **common},
+        {"type": "recipient_delivery_report_mms", "recipient": PHONES[1], "status": PHONES[1], "code": 0, **common},
+        {
+            "type": "delivery_report_sms",
+            "statuses": [{"status": "Delivered", "code": 0, "count": 2, "recipients": list(PHONES)}],
+            **common,
+        },
+        {"type": "delivery_report_mms", "statuses": [{"status": MESSAGE, "code": CLIENT_REFERENCE, "count": 1}]},
+        {"type": "mo_text", "from": PHONES[2], "to": PHONES[0], "body": MESSAGE, "id": IDS["inbound_id"], **common},
+        {"type": "mo_binary", "from": PHONES[2], "to": PHONES[0], "body": MESSAGE, "udh": "050003010201"},
+        {"type": "mo_media", "from": PHONES[2], "to": PHONES[0], "body": {"message": MESSAGE}},
+        {"type": MESSAGE, "recipient": PHONES[0]},
+    ]
+    raw = [json.dumps(b).encode() for b in bodies]
+    return [*raw, gzip.compress(raw[0]), f"{PHONES[0]} {MESSAGE} not json".encode()]
+
+
+def test_no_secret_reaches_metrics_or_logs_from_callbacks(tmp_path) -> None:
+    """Callbacks of every type full of phone numbers, ids, client references and bodies, sent
+    to paths and queries holding them, answered 200, 500 and 400 by a receiver, or by none
+    (502): nothing of them reaches /metrics or the proxy's log at debug level."""
+    answers = iter(range(10**6))
+    receiver = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = receiver.accept()
+            except OSError:
+                return
+            with conn:
+                data = conn.recv(65536)
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                status = (200, 500, 400)[next(answers) % 3]
+                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % status)
+
+    threading.Thread(target=serve, daemon=True).start()
+    listen, metrics, up, down = free_port(), free_port(), free_port(), free_port()
+    argv = [PROXY, "--upstream", f"http://127.0.0.1:{free_port()}", "--region", "us", "--listen-port", str(listen),
+            "--metrics-port", str(metrics), "--metrics-host", "127.0.0.1", "--confdir", str(tmp_path / "mitmproxy"),
+            "--log-level", "debug", "--callback-listen-host", "127.0.0.1",
+            "--callback-upstream", f"http://127.0.0.1:{receiver.getsockname()[1]}@{up}",
+            "--callback-upstream", f"http://127.0.0.1:{free_port()}@{down}"]  # fmt: skip
+    with running(start(argv, tmp_path / "proxy-callbacks.log")) as proxy:
+        for port in (listen, metrics, up, down):
+            wait_for_port(port, proc=proxy.popen)
+        sent = 0
+        for port in (up, down):
+            for i, body in enumerate(callback_bodies()):
+                path = f"/sms/{IDS['batch_id']}/{urllib.parse.quote(PHONES[i % 3])}?ref={CLIENT_REFERENCE}"
+                headers = {"Content-Type": "application/json", "X-Sinch-Webhook-Signature": TOKEN.split()[1],
+                           "X-Client-Reference": CLIENT_REFERENCE}  # fmt: skip
+                if body[:2] == b"\x1f\x8b":
+                    headers["Content-Encoding"] = "gzip"
+                status = http("POST", f"http://127.0.0.1:{port}{path}", body, headers)[0]
+                assert status in ((200, 500, 400) if port == up else (502,))
+                sent += 1
+        texts = expositions(metrics)
+        samples = scrape(metrics)
+    receiver.close()
+    assert total(samples, "sinch_sms_callbacks_total") == sent // 2
+    assert total(samples, "sinch_sms_callback_errors_total") == sent // 2
+    assert total(samples, "sinch_sms_delivery_reports_total") > 0
+    logs = proxy.log()
+    assert "client connect" in logs
+    assert_no_secrets(texts, logs)

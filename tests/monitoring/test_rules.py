@@ -98,6 +98,13 @@ def test_alerts_are_the_contract() -> None:
     assert set(alerts.ALERTS_BY_NAME) == contract
 
 
+CALLBACK_ALERTS = {
+    alerts.ALERT_DELIVERY_FAILURE_RATE,
+    alerts.ALERT_CALLBACK_RECEIVER_FAILING,
+    alerts.ALERT_CALLBACKS_REJECTED,
+}
+
+
 def test_firing_alerts_keep_region_and_never_instance() -> None:
     """The labels promtool saw on firing alerts: one alert per region, whatever the number of
     sidecars (instances) behind it; only SinchSmsExporterDown is per target."""
@@ -107,6 +114,9 @@ def test_firing_alerts_keep_region_and_never_instance() -> None:
                 labels = alert["exp_labels"]
                 if name == EXPORTER_DOWN:
                     assert "job" in labels
+                    continue
+                if name in CALLBACK_ALERTS:  # the callback metrics carry no region: one listener serves all
+                    assert set(labels) == {"severity"}, name
                     continue
                 assert "region" in labels, name
                 assert not {"instance", "pod", "job"} & set(labels), name
@@ -273,6 +283,51 @@ MUTATIONS = {
         alerts.ALERT_CLIENT_ERROR_BURST,
         lambda b: b.replace(', status!~"401|429", code!~"blocked_account|missing_callback_url"', ""),
     ),
+    "delivery: no floor": ("delivery_failure_rate", alerts.ALERT_DELIVERY_FAILURE_RATE, _drop_floor),
+    "delivery: no for": ("delivery_failure_rate", alerts.ALERT_DELIVERY_FAILURE_RATE, _no_wait),
+    "delivery: intermediate statuses count": (
+        "delivery_failure_rate",
+        alerts.ALERT_DELIVERY_FAILURE_RATE,
+        lambda b: b.replace('{status=~"aborted|cancelled|rejected|deleted|delivered|failed|expired|unknown"}', ""),
+    ),
+    "delivery: unknown is a failure": (
+        "delivery_failure_rate",
+        alerts.ALERT_DELIVERY_FAILURE_RATE,
+        lambda b: b.replace(
+            'status=~"aborted|rejected|deleted|failed|expired"',
+            'status=~"aborted|rejected|deleted|failed|expired|unknown|cancelled"',
+        ),
+    ),
+    "receiver: no floor": ("callback_receiver_failing", alerts.ALERT_CALLBACK_RECEIVER_FAILING, _drop_floor),
+    "receiver: no for": ("callback_receiver_failing", alerts.ALERT_CALLBACK_RECEIVER_FAILING, _no_wait),
+    "receiver: errors ignored": (
+        "callback_receiver_failing",
+        alerts.ALERT_CALLBACK_RECEIVER_FAILING,
+        lambda b: b.replace(
+            "sum(rate(sinch_sms_callback_errors_total[10m]))", "0 * sum(rate(sinch_sms_callback_errors_total[10m]))"
+        ),
+    ),
+    "receiver: 429 not a failure": (
+        "callback_receiver_failing",
+        alerts.ALERT_CALLBACK_RECEIVER_FAILING,
+        lambda b: b.replace('status=~"5..|429"', 'status=~"5.."'),
+    ),
+    "receiver: any 4xx a failure": (
+        "callback_receiver_failing",
+        alerts.ALERT_CALLBACK_RECEIVER_FAILING,
+        lambda b: b.replace('status=~"5..|429"', 'status=~"[45].."'),
+    ),
+    "rejected: one is enough": (
+        "callbacks_rejected",
+        alerts.ALERT_CALLBACKS_REJECTED,
+        lambda b: b.replace(">= 3", ">= 1"),
+    ),
+    "rejected: 429 too": (
+        "callbacks_rejected",
+        alerts.ALERT_CALLBACKS_REJECTED,
+        lambda b: b.replace(', status!="429"', ""),
+    ),
+    "rejected: no for": ("callbacks_rejected", alerts.ALERT_CALLBACKS_REJECTED, _no_wait),
     "down: no for": ("exporter_down", EXPORTER_DOWN, _no_wait),
     "down: no absent()": ("exporter_down", EXPORTER_DOWN, lambda b: b.replace("or\n  ", "and\n  ", 1)),
 }

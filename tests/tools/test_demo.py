@@ -24,10 +24,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 class Demo:
     def __init__(self, tmp: Path, *args: str) -> None:
-        self.ports = {name: free_port() for name in ("listen", "metrics", "simulator")}
+        self.ports = {name: free_port() for name in ("listen", "metrics", "simulator", "callback", "receiver")}
         self.out = tmp / "demo.out"
         argv = [sys.executable, "-m", "tools.demo", "--listen-port", str(self.ports["listen"]),
                 "--metrics-port", str(self.ports["metrics"]), "--simulator-port", str(self.ports["simulator"]),
+                "--callback-port", str(self.ports["callback"]), "--receiver-port", str(self.ports["receiver"]),
                 "--rate", "60", "--report-every", "1", "--seed", "5", *args]  # fmt: skip
         with open(self.out, "wb") as out:
             # a session of its own, as a terminal's foreground job: Ctrl-C is SIGINT to its group
@@ -79,7 +80,7 @@ def _assert_clean_stop(demo: Demo, code: int) -> None:
     text = demo.output()
     assert code == 0, text[-3000:]
     assert "Traceback" not in text and "make demo: error" not in text, text[-3000:]
-    assert "make demo: stopping the proxy and the simulator" in text
+    assert "make demo: stopping the proxy, the receiver and the simulator" in text
     # the components went with it: nothing listens on their ports any more
     assert [p for p in demo.ports.values() if _listening(p)] == []
     # and so did its work directory (/tmp/sinch-demo-*: the components' logs)
@@ -100,9 +101,14 @@ def test_demo_prints_where_to_look_shows_every_kind_of_answer_and_stops_on_sigin
         # the first round (every catalog answer, a drop, an unknown path), then steady traffic
         before = total(scrape(metrics), "sinch_sms_responses_total")
         samples = wait_until(
-            lambda: (s := scrape(metrics)) and total(s, "sinch_sms_responses_total") >= before + 60 and s,
+            lambda: (
+                (s := scrape(metrics))
+                and total(s, "sinch_sms_responses_total") >= before + 60
+                and total(s, "sinch_sms_delivery_reports_total") >= 20
+                and s
+            ),
             timeout=20,
-            what="steady traffic after the first round",
+            what="steady traffic after the first round, and delivery reports",
         )
         demo_summaries = demo.output().count("sinch_sms_responses_total by status and code:")
     finally:
@@ -130,7 +136,13 @@ def test_demo_prints_where_to_look_shows_every_kind_of_answer_and_stops_on_sigin
     assert total(samples, "sinch_sms_upstream_errors_total", reason="closed") >= 1
     assert demo_summaries >= 1
     _assert_clean_stop(demo, code)
-    assert demo.output().rstrip().endswith("make demo: stopping the proxy and the simulator")
+    # the callbacks: delivery reports of every setting through the listener, inbound messages, retries
+    for kind in ("recipient_delivery_report_sms", "mo_text", "mo_binary", "mo_media"):
+        assert total(samples, "sinch_sms_callbacks_total", type=kind) >= 1, kind
+    assert total(samples, "sinch_sms_delivery_reports_total", status="delivered") >= 10
+    assert total(samples, "sinch_sms_callbacks_total", type="", status="200") == 0
+    assert "messages by delivery status:" in demo.output()
+    assert demo.output().rstrip().endswith("make demo: stopping the proxy, the receiver and the simulator")
 
 
 def test_demo_stops_cleanly_on_sigterm(tmp_path) -> None:

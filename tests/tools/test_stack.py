@@ -113,6 +113,7 @@ def test_a_taken_port_is_one_line_naming_the_flag(tmp_path: Path) -> None:
         result = subprocess.run(
             [sys.executable, "-m", "tools.stack", "--workdir", str(tmp_path), "--no-alertmanager",
              "--simulator-port", str(free_port()), "--listen-port", str(free_port()),
+             "--callback-port", str(free_port()), "--receiver-port", str(free_port()),
              "--metrics-port", str(free_port()), "--prometheus-port", str(port)],
             capture_output=True, text=True, cwd=REPO, timeout=30,
         )  # fmt: skip
@@ -141,7 +142,7 @@ class Stack:
 def native_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     system_tool("prometheus")
     workdir = tmp_path_factory.mktemp("stack")
-    names = ("simulator", "listen", "metrics", "prometheus", "alertmanager", "pager")
+    names = ("simulator", "listen", "callback", "receiver", "metrics", "prometheus", "alertmanager", "pager")
     ports = {name: free_port() for name in names}
     argv = [sys.executable, "-m", "tools.stack", "--workdir", str(workdir), "--interval", "1",
             "--rate", "0", "--report-every", "0"]  # fmt: skip
@@ -211,3 +212,32 @@ def test_blocked_account_reaches_alertmanager_and_pages(native_stack: Stack) -> 
     assert entries[0]["status"] == "firing"
     assert entries[0]["labels"]["alertname"] == "SinchSmsAccountBlocked"
     assert "PAGE via pager: firing SinchSmsAccountBlocked" in native_stack.proc.log()
+
+
+def test_delivery_reports_reach_prometheus_and_the_failure_alert_goes_pending(native_stack: Stack) -> None:
+    """A batch whose 20 messages all fail, its reports called back by the simulator through the
+    stack's callback listener to its receiver: Prometheus has them, and SinchSmsDeliveryFailureRate
+    is pending (it fires after its `for: 10m`, see docs/alerts.md)."""
+    callback = f"http://127.0.0.1:{native_stack.ports['callback']}/sinch/callbacks"
+    url = f"http://127.0.0.1:{native_stack.ports['listen']}{PLAN}/batches"
+    port = native_stack.ports["prometheus"]
+    query = 'sum(sinch_sms_delivery_reports_total{job="sinch-sms-exporter",status="failed",code="402"})'
+    # One failure first: the series is born (rate() sees nothing of the value it is born with),
+    # then 20 at once.
+    for recipients in (1, 20):
+        batch = {"to": [f"+1555000{i:04d}" for i in range(recipients)], "body": "x", "callback_url": callback,
+                 "delivery_report": "per_recipient_final"}  # fmt: skip
+        headers = {"X-Sinch-Sim": "ok", "X-Sinch-Sim-Delivery": "Failed:402"}
+        assert http("POST", url, json.dumps(batch).encode(), headers)[0] == 201
+        wait_until(
+            lambda n=recipients: (r := prom_query(port, query)["result"]) and float(r[0]["value"][1]) >= n,
+            timeout=FIRE_WITHIN,
+            what="failed delivery reports in Prometheus",
+        )
+    pending = wait_until(
+        lambda: native_stack.alerts("SinchSmsDeliveryFailureRate"),
+        timeout=FIRE_WITHIN,
+        what="SinchSmsDeliveryFailureRate to be pending",
+    )
+    assert pending[0]["labels"]["severity"] == "warning"
+    assert "region" not in pending[0]["labels"]

@@ -23,6 +23,7 @@ FLAGS = {
     "--upstream", "--region", "--listen-host", "--listen-port", "--metrics-host", "--metrics-port",
     "--metrics-web-config", "--mode", "--forward-hosts", "--upstream-timeout", "--body-limit", "--code-cap",
     "--latency-buckets", "--upstream-ca", "--ssl-insecure", "--confdir", "--log-level", "--shutdown-grace",
+    "--callback-upstream", "--callback-listen-host", "--delivery-code-cap",
 }  # fmt: skip
 OPTION_TYPES = {
     "sinch_metrics_host": str,
@@ -35,6 +36,8 @@ OPTION_TYPES = {
     "sinch_hosts": str,
     "sinch_upstream_timeout": str,  # a string: mitmproxy's --set parses no floats
     "sinch_shutdown_grace": str,  # likewise
+    "sinch_callback_upstreams": Sequence[str],
+    "sinch_delivery_code_cap": int,
 }
 DEFAULTS = {
     "upstream": [],
@@ -56,6 +59,10 @@ DEFAULTS = {
     "confdir": "~/.mitmproxy",
     "log-level": "info",
     "regions": [],
+    "callback-upstream": [],
+    "callback-listen-host": "0.0.0.0",
+    "delivery-code-cap": 50,
+    "callback-upstreams": [],
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from sinch_sms_exporter.contract import alerts, catalog, labels
+from sinch_sms_exporter.contract import alerts, catalog, delivery, labels
 from sinch_sms_exporter.contract.alerts import AlertDoc
 from sinch_sms_exporter.contract.catalog import CodeInfo, StatusInfo
 from tools.generate import causes
@@ -138,6 +138,99 @@ def _no_code_sections() -> list[str]:
     ]
 
 
+def _delivery_sections() -> list[str]:
+    """Delivery statuses and codes (sinch_sms_delivery_reports_total), and the receiver's answers."""
+    failure = _alert_ref(alerts.ALERT_DELIVERY_FAILURE_RATE)
+    lines = [
+        _heading(2, "delivery-statuses", "Delivery statuses"),
+        "",
+        "`sinch_sms_delivery_reports_total{status=…}`: messages by the delivery status Sinch reported in",
+        "the callbacks the service's receiver accepted (lowercased; a status Sinch adds later is",
+        f"`other`). Failed final statuses count towards {failure}.",
+        "",
+        "| status | final | counts as failed |",
+        "| --- | --- | --- |",
+    ]
+    for info in delivery.STATUS_INFO.values():
+        final = "yes" if info.final else "no (intermediate)"
+        lines.append(f"| [`{info.status}`](#{info.anchor}) | {final} | {'yes' if info.failed else 'no'} |")
+    lines.append("")
+    for info in delivery.STATUS_INFO.values():
+        lines += [_heading(3, info.anchor, f"`{info.status}`"), ""]
+        lines += [f"**What it means:** {info.meaning}", "", f"**What to do:** {info.advice}", ""]
+    lines += [
+        _heading(3, "delivery-status-other", "`other`"),
+        "",
+        "**What it means:** A status outside Sinch's ten (Sinch may add some), or a report whose",
+        "`status` was missing or not a string.",
+        "",
+        "**What to do:** Look at a few such callbacks in the receiver's logs; if Sinch added a status,",
+        "this list needs it.",
+        "",
+        _heading(2, "delivery-codes", "Delivery codes"),
+        "",
+        "`sinch_sms_delivery_reports_total{code=…}`: the numeric code of a delivery report. `0` and",
+        "Sinch's own 400-408, 410-418 are always kept; other integers (operators' SMPP codes, MMS",
+        'codes) up to `--delivery-code-cap` distinct values, then `other`; `code=""` (`none` on the',
+        "dashboards) means the report carried no integer code.",
+        "",
+        "| code | name | usual status | MMS only |",
+        "| --- | --- | --- | --- |",
+    ]
+    for code in delivery.CODE_INFO.values():
+        mms = "yes" if code.mms_only else ""
+        lines.append(f"| [`{code.code}`](#{code.anchor}) | {code.name} | `{code.status}` | {mms} |")
+    lines.append("")
+    for code in delivery.CODE_INFO.values():
+        title = f"`{code.code}` {code.name}" + (" (MMS only)" if code.mms_only else "")
+        lines += [_heading(3, code.anchor, title), ""]
+        lines += [f"**What it means:** {code.meaning}", "", f"**What to do:** {code.advice}", ""]
+    lines += [
+        _heading(3, f"delivery-code-{labels.NO_CODE_SHOWN}", f"No code (`{labels.NO_CODE_SHOWN}`) and `other`"),
+        "",
+        "**What it means:** `none`: the report had no integer `code`. `other`: an integer outside",
+        "0-2147483647, or a new code past the cap.",
+        "",
+        "**What to do:** Codes outside Sinch's list come from operators (SMPP error codes): ask Sinch",
+        "support what a frequent one means on your routes. If",
+        '`sinch_sms_exporter_label_overflow_total{label="delivery_code"}` grows, raise `--delivery-code-cap`.',
+        "",
+        _heading(2, "callback-receiver", "Callback receiver answers"),
+        "",
+        "`sinch_sms_callbacks_total{type=…, status=…}` counts every callback by its `type` and the status",
+        "the service's receiver answered; `sinch_sms_callback_errors_total{reason=…}` the callbacks it did",
+        "not answer (Sinch got a 502 from the sidecar). What Sinch does next depends on that answer:",
+        "",
+        "| receiver answer | Sinch | delivery reports counted | alert |",
+        "| --- | --- | --- | --- |",
+        "| 2xx | done | yes | |",
+        f"| 5xx, 429, no answer | retries after 5 s, 10 s, 20 s, … up to 22 h 45 min | not yet | "
+        f"{_alert_ref(alerts.ALERT_CALLBACK_RECEIVER_FAILING)} |",
+        f"| other 4xx | drops the callback for good | never | {_alert_ref(alerts.ALERT_CALLBACKS_REJECTED)} |",
+        "",
+        "The reasons of `sinch_sms_callback_errors_total` are those of the",
+        "[upstream errors](#upstream-errors), with the service's receiver in Sinch's place.",
+        "",
+        _heading(3, "callback-type-none", 'Callbacks with `type=""` or `type="other"`'),
+        "",
+        '**What it means:** `""`: the body was not a JSON object with a string `type` (or was over',
+        "`--body-limit`): not a Sinch callback, or a truncated one. `other`: a `type` Sinch added.",
+        "",
+        "**What to do:** Check who else posts to the callback URL (scanners, health checks of an",
+        "ingress) and restrict it; for a new Sinch type, read Sinch's release notes.",
+        "",
+        _heading(3, "polling", "Polled delivery reports are not counted"),
+        "",
+        "Answers of `batches/{batch_id}/delivery_report`, `…/delivery_report/{recipient}` and",
+        "`delivery_reports` are snapshots a service asks for, as often as it likes: counting them would",
+        "count the same message again on every poll. They count as API answers",
+        "(`sinch_sms_responses_total`) only. Delivery outcomes come from callbacks: put the sidecar's",
+        "callback listener in front of the service's receiver (`--callback-upstream`).",
+        "",
+    ]
+    return lines
+
+
 def render() -> str:
     """docs/runbook.md, byte for byte."""
     out = [
@@ -157,6 +250,8 @@ def render() -> str:
         "- [Other statuses](#other-statuses) (not documented by Sinch: gateways on the way)",
         "- [Error codes](#error-codes)",
         "- [Upstream errors](#upstream-errors) (no answer from Sinch)",
+        "- [Delivery statuses](#delivery-statuses), [delivery codes](#delivery-codes) and the",
+        "  [callback receiver's answers](#callback-receiver) (callbacks from Sinch)",
         "",
         "## Alerts",
         "",
@@ -191,6 +286,7 @@ def render() -> str:
     ]
     for reason, (meaning, todo) in alerts.UPSTREAM_REASONS.items():
         out += [_heading(3, f"upstream-{reason}", f"`{reason}`"), "", meaning, "", f"**What to do:** {todo}", ""]
+    out += _delivery_sections()
     return "\n".join(out).rstrip("\n") + "\n"
 
 

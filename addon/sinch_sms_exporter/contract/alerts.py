@@ -25,6 +25,10 @@ ALERT_UPSTREAM_UNREACHABLE = "SinchSmsUpstreamUnreachable"
 ALERT_EXPORTER_DOWN = "SinchSmsExporterDown"
 #: Not named by the contract: a burst of 4xx answers by code (a deploy broke request building).
 ALERT_CLIENT_ERROR_BURST = "SinchSmsClientErrorBurst"
+#: Callback alerts (docs/architecture.md, "Contracts"): delivery outcomes and the service's receiver.
+ALERT_DELIVERY_FAILURE_RATE = "SinchSmsDeliveryFailureRate"
+ALERT_CALLBACK_RECEIVER_FAILING = "SinchSmsCallbackReceiverFailing"
+ALERT_CALLBACKS_REJECTED = "SinchSmsCallbacksRejected"
 
 #: The scrape job name SinchSmsExporterDown watches (the one rule that names a job).
 EXPORTER_JOB = "sinch-sms-exporter"
@@ -126,6 +130,58 @@ ALERTS: tuple[AlertDoc, ...] = (
         when="one kind of 4xx answer (status and code) makes up a large share of a region's answers for a "
         "quarter of an hour; 401, 429, `blocked_account` and `missing_callback_url` have alerts of "
         "their own.",
+    ),
+    AlertDoc(
+        ALERT_DELIVERY_FAILURE_RATE,
+        "warning",
+        "{{ $value | humanizePercentage }} of SMS messages fail to be delivered",
+        "{{ $value | humanizePercentage }} of the messages that reached a final delivery status over the "
+        "last 15 minutes were not delivered (aborted, rejected, deleted, failed or expired), by the "
+        "delivery reports Sinch sent to the service's callback receiver: Sinch accepted them, the "
+        "recipients did not get them.",
+        when="the share of failed final delivery statuses stays above its threshold for minutes, with a "
+        "floor on the number of failed messages.",
+        meaning="Sinch took the messages (the API answered 201) but operators did not deliver them. "
+        "The delivery code says why: routing and provisioning codes (402, 410, 412) are fixed on your "
+        "side or with Sinch, operator outcomes (failed, expired, rejected) point at a destination "
+        "network, a sender ID or the content.",
+        todo='Open the delivery row of the overview dashboard ("top failure codes") and look up the '
+        "leading status and code in the runbook's delivery statuses and delivery codes. A jump across "
+        "all codes at once is an operator or route outage: tell Sinch support, with a few batch ids "
+        "from your logs.",
+    ),
+    AlertDoc(
+        ALERT_CALLBACK_RECEIVER_FAILING,
+        "warning",
+        "The SMS callback receiver fails {{ $value | humanizePercentage }} of Sinch's callbacks",
+        "{{ $value | humanizePercentage }} of Sinch's callbacks over the last 10 minutes got a 5xx, a 429 "
+        "or no answer at all from the service's callback receiver. Sinch retries them (5 s, 10 s, 20 s, "
+        "doubling, for up to 22 h 45 min): delivery reports and inbound messages arrive late, and are "
+        "lost after the last retry.",
+        when="a share of callback attempts gets 5xx, 429 or no answer from the receiver for minutes, "
+        "with a floor on their number.",
+        meaning="The service's own webhook endpoint (behind the sidecar's callback listener) is down, "
+        "overloaded or erroring. Sinch keeps retrying, so nothing is lost yet, but reports are late and "
+        "each retry adds load; 429 also makes Sinch lower its callback throughput.",
+        todo="`sinch_sms_callbacks_total` by `status` and `sinch_sms_callback_errors_total` by `reason` "
+        "say which: 5xx are the receiver's own errors (its logs), `connect`/`timeout` mean it is not "
+        "reachable from the sidecar (is it running? is `--callback-upstream` right?).",
+    ),
+    AlertDoc(
+        ALERT_CALLBACKS_REJECTED,
+        "critical",
+        "The SMS callback receiver rejected {{ $value }} of Sinch's callbacks: they are lost",
+        "The service's callback receiver answered {{ $value }} of Sinch's callbacks in the last 15 minutes "
+        "with a 4xx other than 429. Sinch does not retry those: the delivery reports and inbound messages "
+        "(opt-out replies among them) are lost for good.",
+        when="the receiver answers a few callbacks in a quarter of an hour with a 4xx status other than 429.",
+        meaning="The receiver refused the callbacks: a signature check failing (a rotated or wrong "
+        "webhook secret), an authentication it expects and Sinch does not send, a path that no longer "
+        "exists (404), or a body it cannot parse (400).",
+        todo="`sinch_sms_callbacks_total` by `status` and `type` shows which answer and which callbacks. "
+        "401/403: compare the receiver's webhook secret or credentials with the ones configured at "
+        "Sinch; 404: the callback URL's path; 400/422: the receiver's parser against Sinch's callback "
+        "bodies. The lost reports can still be fetched by polling `batches/{batch_id}/delivery_report`.",
     ),
     AlertDoc(
         ALERT_EXPORTER_DOWN,

@@ -85,3 +85,41 @@ STATUS_CLASSES: tuple[str, ...] = (*_STATUS_CLASSES.values(), OTHER)
 def status_class(status: int) -> str:
     """403 → '4xx'; a status outside 100-599 → OTHER."""
     return _STATUS_CLASSES.get(status // 100, OTHER)
+
+
+# --- callbacks: sinch_sms_callbacks_total, sinch_sms_delivery_reports_total ------------------
+#: Batch delivery reports (one per batch, `statuses` entries with a `count`).
+BATCH_REPORT_TYPES: tuple[str, ...] = ("delivery_report_sms", "delivery_report_mms")
+#: Recipient delivery reports (one message each).
+RECIPIENT_REPORT_TYPES: tuple[str, ...] = ("recipient_delivery_report_sms", "recipient_delivery_report_mms")
+#: Inbound (MO) messages.
+INBOUND_TYPES: tuple[str, ...] = ("mo_text", "mo_binary", "mo_media")
+#: Every `type` Sinch calls back with; another string type is OTHER.
+CALLBACK_TYPES: tuple[str, ...] = (*BATCH_REPORT_TYPES, *RECIPIENT_REPORT_TYPES, *INBOUND_TYPES)
+#: `type=""`: no JSON object with a string `type` (no body, not JSON, over the size limit).
+NO_TYPE = ""
+#: Every value the `type` label can take.
+CALLBACK_TYPE_LABELS: frozenset[str] = frozenset((*CALLBACK_TYPES, OTHER, NO_TYPE))
+
+#: Delivery statuses that may still change (only `per_recipient` reports carry them).
+INTERMEDIATE_DELIVERY_STATUSES: tuple[str, ...] = ("queued", "dispatched")
+#: Delivery statuses that end a message's life.
+FINAL_DELIVERY_STATUSES: tuple[str, ...] = (
+    "aborted", "cancelled", "rejected", "deleted", "delivered", "failed", "expired", "unknown",
+)  # fmt: skip
+#: Every delivery status, lowercased as in the `status` label (Sinch sends "Delivered").
+DELIVERY_STATUSES: tuple[str, ...] = (*INTERMEDIATE_DELIVERY_STATUSES, *FINAL_DELIVERY_STATUSES)
+#: Final statuses that mean the message did not reach the handset (the failure-rate alert's
+#: numerator; `unknown` is not among them: delivered to the operator, receipt missing).
+FAILED_DELIVERY_STATUSES: tuple[str, ...] = ("aborted", "rejected", "deleted", "failed", "expired")
+#: Every value the delivery `status` label can take (OTHER: a status Sinch added or garbage).
+DELIVERY_STATUS_LABELS: frozenset[str] = frozenset((*DELIVERY_STATUSES, OTHER))
+
+#: Delivery codes always kept: 0 (SMPP "no error") and Sinch's own 400-408, 410-418.
+KNOWN_DELIVERY_CODES: tuple[str, ...] = ("0", *(str(c) for c in range(400, 409)), *(str(c) for c in range(410, 419)))
+#: `code=""` of a delivery report: missing or not an integer.
+NO_DELIVERY_CODE = ""
+#: Default cap on distinct delivery codes outside KNOWN_DELIVERY_CODES (SMPP and MMS codes).
+DEFAULT_DELIVERY_CODE_CAP = 50
+#: Integers a delivery code can be; others (negative, huge) are OTHER without using the cap.
+DELIVERY_CODE_MAX = 2**31 - 1

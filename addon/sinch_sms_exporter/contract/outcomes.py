@@ -18,3 +18,16 @@ class Outcome(NamedTuple):
     status: int
     code: str
     duration: float
+
+
+class CallbackOutcome(NamedTuple):
+    """One callback from Sinch, reduced to what the metrics need.
+
+    `reports` holds (delivery status, delivery code, messages) for delivery reports: one
+    entry for a recipient report, one per `statuses` entry of a batch report; () otherwise.
+    Status and type are bounded label values; the code is a decimal string still to be
+    capped by the metrics (the cap is state, and classification has none).
+    """
+
+    type: str
+    reports: tuple[tuple[str, str, int], ...] = ()

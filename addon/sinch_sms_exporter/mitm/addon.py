@@ -1,17 +1,18 @@
-"""The mitmproxy addon: options, configure, and thin hooks (classify, then record).
+"""The mitmproxy addon: options from the settings table, configure, and thin hooks (classify,
+then record).
 
 Loaded by `sinch-sms-proxy` (master.py) or by plain mitmproxy (README):
     mitmdump -q -s "$(sinch-sms-proxy --print-addon-path)" --listen-host 127.0.0.1 \\
              --mode reverse:https://us.sms.api.sinch.com
 
-Hooks never raise on upstream data and never change what passes through: the only thing
-set on a flow is how its response body is carried (buffered or streamed), never its bytes.
+Two kinds of flows are counted: API flows (the service → Sinch; `classify.responses`) and
+callbacks (Sinch → the service's receiver, on a callback listener; `classify.callbacks`).
+Hooks never raise on upstream data and never change what passes through: the only thing set
+on a flow is how its response body is carried (buffered or streamed), never its bytes.
 
-/healthz reports the proxy, not just the metrics thread: `health()` asks the event loop
-whether every proxy listener runs (`proxy_listener_problems`). A metrics port that cannot be
-opened at startup is an error-level log: mitmproxy's errorcheck addon (in mitmdump and in
-sinch-sms-proxy) then ends the process, since a sidecar without /metrics is useless.
-
+A metrics port that cannot be opened at startup is an error-level log: mitmproxy's errorcheck
+addon (in mitmdump and in sinch-sms-proxy) then ends the process, since a sidecar without
+/metrics is useless. /healthz asks the event loop whether every listener runs (health.py).
 Shutdown (lifecycle.py): `done` on the way out returns the drain for mitmproxy to await, so
 calls in flight finish and the last counts get scraped before the process goes.
 """
@@ -19,27 +20,26 @@ calls in flight finish and the last counts get scraped before the process goes.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import errno
 import logging
-import os
 import re
 from collections.abc import Awaitable
-from typing import Any
+from enum import IntEnum
 
 import mitmproxy
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import connection, ctx, http
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.utils import human
 
 from sinch_sms_exporter import __version__, settings
-from sinch_sms_exporter.classify import responses, routes
+from sinch_sms_exporter.classify import callbacks, responses, routes
 from sinch_sms_exporter.classify.upstream_errors import upstream_error_reason
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.exposition import MetricsServer, WebConfig
 from sinch_sms_exporter.metrics import Metrics
-from sinch_sms_exporter.mitm import answers, logredact
+from sinch_sms_exporter.mitm import answers, callback_listeners, health, logredact
 from sinch_sms_exporter.mitm.lifecycle import Lifecycle
+from sinch_sms_exporter.mitm.options import option, refuse_deferred
 from sinch_sms_exporter.mitm.timeouts import UpstreamDeadline
 from sinch_sms_exporter.mitm.upstream_log import UpstreamFailureLog
 
@@ -47,114 +47,39 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = settings.DEFAULT_METRICS_PORT
 DEFAULT_UPSTREAM_TIMEOUT = settings.DEFAULT_UPSTREAM_TIMEOUT
-#: Seconds /healthz waits for the proxy's event loop to run its check: a loop that cannot run
-#: one callback in that time is wedged (a blocking hook), not busy. Below the probes' timeouts
-#: (Kubernetes example: 2 s, the image's HEALTHCHECK: 4 s).
-HEALTH_TIMEOUT = 1.0
 
 
-def checked_option(name: str, value: Any) -> Any:
-    """A sinch_* option's value as the code uses it (seconds, buckets, a pattern, a web
-    config), by its row's check; else ValueError with the one line `name=value: reason` (for
-    a list: the bad item). The web config's contents are checked here, not in the table:
-    reading them needs the exposition module."""
-    setting = settings.OPTIONS[name]
-    used = []
-    for item in value if setting.repeated else [value]:
-        try:
-            used.append(setting.check(item))
-        except ValueError as exc:
-            raise ValueError(settings.message(name, item, str(exc))) from None
-    if name == "sinch_metrics_web_config":
-        try:
-            return WebConfig.load(used[0])
-        except (ValueError, OSError) as exc:  # a YAML error spans lines: one line here
-            raise ValueError(settings.message(name, value, " ".join(str(exc).split()))) from None
-    return used if setting.repeated else used[0]
+class Role(IntEnum):
+    """What a flow is to the exporter (falsy: not counted)."""
 
-
-def _deferred_problem(name: str, value: Any) -> str | None:
-    """What is wrong with a value mitmproxy holds for an option not declared yet: text from
-    `--set` (a list of strings, converted here as mitmproxy will) or a value from config.yaml."""
-    setting = settings.OPTIONS[name]
-    texts = getattr(value, "val", None)  # mitmproxy's _UnconvertedStrings
-    try:
-        if texts is None or setting.repeated:
-            checked_option(name, value if texts is None else list(texts))
-        elif len(texts) != 1:
-            if texts or setting.kind != settings.OptionalStr:  # `--set name` alone: None
-                return settings.message(name, " ".join(texts), "needs exactly one value")
-        else:
-            try:
-                converted = setting.convert(texts[0])
-            except ValueError as exc:
-                return settings.message(name, texts[0], str(exc))
-            checked_option(name, converted)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def _option(name: str) -> Any:
-    """checked_option for configure: a bad value is an OptionsError (mitmproxy then keeps
-    the previous value)."""
-    try:
-        return checked_option(name, getattr(ctx.options, name))
-    except ValueError as exc:
-        raise exceptions.OptionsError(str(exc)) from None
-
-
-def _listener_problem(instance: Any) -> str:
-    """One line on a proxy listener (a mitmproxy ServerInstance) that is not running. Only its
-    address and errno: the mode spec (upstream URL) stays out of an unauthenticated page."""
-    mode = instance.mode
-    port = mode.listen_port(ctx.options.listen_port)
-    where = human.format_address((mode.listen_host(ctx.options.listen_host) or "0.0.0.0", port or 0))
-    exc = instance.last_exception
-    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-        return f"proxy port {where} is already in use"
-    if isinstance(exc, OSError) and exc.errno:
-        return f"proxy listener {where} cannot listen: {os.strerror(exc.errno)}"
-    if exc is not None:
-        return f"proxy listener {where} failed to start ({type(exc).__name__})"
-    return f"proxy listener {where} is not running"
-
-
-def proxy_listener_problems() -> list[str]:
-    """Why mitmproxy's proxy server does not serve, one line per problem; [] when every
-    configured listener runs. Reads mitmproxy's Proxyserver addon (`servers`, each instance's
-    `is_running` and `last_exception`: the same on mitmproxy 11 and 12). Call it on the event
-    loop: the listeners change there."""
-    proxyserver = ctx.master.addons.get("proxyserver")
-    if proxyserver is None:
-        return ["no proxy server is loaded"]
-    if not ctx.options.server:
-        return ["the proxy server is off (server=false)"]
-    instances = list(proxyserver.servers)
-    if not instances:
-        return ["no proxy listener is configured (mode)"]
-    return [_listener_problem(instance) for instance in instances if not instance.is_running]
+    IGNORED = 0  # forward mode, a host that is not Sinch's (tunnelled, not decrypted)
+    API = 1  # the service calling the Sinch SMS API
+    CALLBACK = 2  # Sinch calling the service's receiver, on a callback listener
 
 
 class SinchSmsExporter:
-    """Counts every Sinch SMS API answer by status and code; serves them on /metrics."""
+    """Counts every Sinch SMS API answer by status and code, and every callback by type and
+    delivery status; serves them on /metrics."""
 
     def __init__(self) -> None:
         self.metrics: Metrics | None = None
         self.server: MetricsServer | None = None
         self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
         self.failures = UpstreamFailureLog(logger)
-        self._body_limit = settings.DEFAULT_BODY_LIMIT
         self.lifecycle = Lifecycle(settings.DEFAULT_SHUTDOWN_GRACE)
+        self._body_limit = settings.DEFAULT_BODY_LIMIT
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
         self._counted_hosts: re.Pattern[str] = routes.SINCH_HOST_RE
+        #: Mode specs of the callback listeners: their flows are callbacks.
+        self._callback_modes: frozenset[str] = frozenset()
+        self._listener_setup: asyncio.Task[bool] | None = None
         self._web_config: WebConfig | None = None
         self._running = False
         #: a bad or unknown sinch_* value was refused at load: startup ends, serve no /metrics
         self._refused = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.health_timeout = HEALTH_TIMEOUT
+        self.health_timeout = health.HEALTH_TIMEOUT
 
     # --- options -------------------------------------------------------------------------
 
@@ -164,55 +89,41 @@ class SinchSmsExporter:
         logredact.install()
         # A failed upstream: the client gets one plain line with the reason, not an HTML page.
         answers.install()
-        self._check_deferred(loader.master.options)
+        self._refused = refuse_deferred(loader.master.options, logger) or self._refused
         for name, setting in settings.OPTIONS.items():
             loader.add_option(name, setting.kind, setting.default, setting.help)
 
-    def _check_deferred(self, options: mitmproxy.optmanager.OptManager) -> None:
-        """Check the sinch_* values mitmdump holds back until an addon declares them.
-
-        `mitmdump -s … --set sinch_code_cap=abc` keeps the text aside (`deferred`) and converts
-        it when `load` has declared the option, right after this. A text mitmproxy cannot
-        convert would raise there, out of the script loader, and the script would be left
-        half-loaded with no word; a value configure refuses would end as a traceback. Instead,
-        each bad value (and each sinch_* name no row declares) is one error line here, and is
-        dropped: mitmproxy's errorcheck then ends the startup with status 1."""
-        deferred: dict[str, Any] = getattr(options, "deferred", {})
-        for name in sorted(k for k in deferred if k.startswith("sinch_")):
-            if name not in settings.OPTIONS:
-                close = settings.closest(name, settings.OPTIONS, "sinch_")
-                hint = f" (did you mean {close}?)" if close else ""
-                logger.error(f"unknown option {name}{hint}")
-                self._refused = True
-                del deferred[name]
-                continue
-            problem = _deferred_problem(name, deferred[name])
-            if problem:
-                logger.error(problem)
-                self._refused = True
-                del deferred[name]
-
     def configure(self, updated: set[str]) -> None:
-        body_limit = _option("sinch_body_limit")
-        code_cap = _option("sinch_code_cap")
-        _option("sinch_metrics_port")
-        upstream_timeout = _option("sinch_upstream_timeout")
-        shutdown_grace = _option("sinch_shutdown_grace")
-        buckets = _option("sinch_latency_buckets")
-        regions = dict(_option("sinch_regions"))
-        counted_hosts = _option("sinch_hosts")
-        web_config = _option("sinch_metrics_web_config")
+        body_limit = option("sinch_body_limit")
+        code_cap = option("sinch_code_cap")
+        delivery_code_cap = option("sinch_delivery_code_cap")
+        option("sinch_metrics_port")
+        upstream_timeout = option("sinch_upstream_timeout")
+        shutdown_grace = option("sinch_shutdown_grace")
+        buckets = option("sinch_latency_buckets")
+        regions = dict(option("sinch_regions"))
+        counted_hosts = option("sinch_hosts")
+        web_config = option("sinch_metrics_web_config")
+        callback_modes = [listener.mode for listener in option("sinch_callback_upstreams")]
+        try:
+            settings.parse_callback_listeners(ctx.options.sinch_callback_upstreams)
+        except ValueError as exc:
+            raise mitmproxy.exceptions.OptionsError(f"sinch_callback_upstreams: {exc}") from None
 
         self._body_limit = body_limit
         self._configured_regions = regions
         self._region_cache.clear()
         self._counted_hosts = counted_hosts
+        self._callback_modes = frozenset(callback_modes)
         self.deadline.timeout = upstream_timeout
         self.lifecycle.grace = shutdown_grace
-        if self.metrics is None or updated & {"sinch_latency_buckets", "sinch_code_cap", "sinch_regions"}:
+        if self.metrics is None or updated & {
+            "sinch_latency_buckets", "sinch_code_cap", "sinch_delivery_code_cap", "sinch_regions"
+        }:  # fmt: skip
             self.metrics = Metrics(
                 buckets=buckets,
                 code_cap=code_cap,
+                delivery_code_cap=delivery_code_cap,
                 regions=regions.values(),
                 version=__version__,
                 mitmproxy_version=mitmproxy.version.VERSION,
@@ -224,6 +135,12 @@ class SinchSmsExporter:
             or self.server.registry is not self.metrics.registry
         ):
             self._restart_server()
+        missing = callback_listeners.missing_modes(callback_modes)
+        if missing:
+            # One option is the whole setup for `mitmdump -s` users too: the listener is added
+            # here. Triggers a nested configure.
+            ctx.options.update(mode=[*ctx.options.mode, *missing])
+        self._listener_setup = callback_listeners.start_missing(self._callback_modes, self._loop)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -236,6 +153,7 @@ class SinchSmsExporter:
         logredact.install()  # handlers added since load
         self.deadline.start()
         self._restart_server()
+        self._listener_setup = callback_listeners.start_missing(self._callback_modes, self._loop)
 
     def done(self) -> Awaitable[None] | None:
         """On the way out (mitmproxy's exit flag is set), the drain, which mitmproxy awaits
@@ -285,47 +203,33 @@ class SinchSmsExporter:
             logger.info(f"metrics on {self.server.url}")
 
     def health(self) -> str | None:
-        """/healthz, from the metrics server's thread: None when the event loop answers and
-        every proxy listener runs and it is not shutting down; else why not (one line,
+        """/healthz, from the metrics server's thread: None when the proxy is not shutting
+        down, its event loop answers and every listener runs; else why not (one line,
         nothing secret)."""
-        draining = self.lifecycle.health(self.metrics)
-        if draining is not None:
-            return draining
-        loop = self._loop
-        if loop is None:
-            return "the proxy is not running"
-        future: concurrent.futures.Future[list[str]] = concurrent.futures.Future()
-
-        def check() -> None:
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(proxy_listener_problems())
-                except Exception as exc:  # noqa: BLE001 - reported by /healthz
-                    future.set_exception(exc)
-
-        try:
-            loop.call_soon_threadsafe(check)
-        except RuntimeError:  # the loop is closed
-            return "the proxy has stopped"
-        try:
-            problems = future.result(timeout=self.health_timeout)
-        except TimeoutError:
-            future.cancel()
-            return f"the proxy's event loop did not answer within {self.health_timeout:g} s"
-        return "; ".join(problems) or None
+        return self.lifecycle.health(self.metrics) or health.probe(self._loop, self.health_timeout)
 
     # --- hooks: thin, never raise on upstream data ---------------------------------------
 
+    def client_connected(self, client: connection.Client) -> None:
+        callback_listeners.admit_public_sender(client, self._callback_modes)
+
     def request(self, flow: http.HTTPFlow) -> None:
         self.lifecycle.started(flow)  # every flow, counted or not: shutdown lets it finish
-        if self._counted(flow):
+        if self._role(flow):
             self.deadline.track(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self.deadline.answered(flow)
         response = flow.response
-        if response is not None and not response.stream and self._counted(flow):
+        if response is None or response.stream:
+            return
+        role = self._role(flow)
+        if role is Role.API:
             response.stream = responses.stream_for(response, self._body_limit)
+        elif role is Role.CALLBACK:
+            # The receiver's answer is never parsed: buffered when small, else streamed.
+            length = responses.header(response, b"content-length")
+            response.stream = not (length is not None and length.isdigit() and int(length) <= self._body_limit)
 
     def response(self, flow: http.HTTPFlow) -> None:
         try:
@@ -334,14 +238,23 @@ class SinchSmsExporter:
             self.lifecycle.ended(flow)  # after the count: the drain then waits for its scrape
 
     def _count_response(self, flow: http.HTTPFlow) -> None:
-        if self.metrics is None or not self._counted(flow):
+        role = self._role(flow)
+        if self.metrics is None or not role:
             return
         try:
-            outcome = responses.classify(flow, self._region(flow), self._body_limit)
+            if role is Role.CALLBACK:
+                request = flow.request
+                encoding = responses.header(request, b"content-encoding") or ""
+                outcome = callbacks.classify_body(request.raw_content, encoding, self._body_limit)
+            else:
+                answer = responses.classify(flow, self._region(flow), self._body_limit)
         except Exception:
             logger.exception("sinch-sms-exporter: cannot classify an answer (not counted)")
             return
-        self.metrics.record_response(outcome)
+        if role is Role.CALLBACK:
+            self.metrics.record_callback(outcome, flow.response.status_code)  # type: ignore[union-attr]
+        else:
+            self.metrics.record_response(answer)
 
     def error(self, flow: http.HTTPFlow) -> None:
         timed_out = self.deadline.pop_expired(flow)
@@ -354,7 +267,13 @@ class SinchSmsExporter:
         reason = labels.REASON_TIMEOUT if timed_out else upstream_error_reason(flow)
         if reason is not None:
             answers.note(flow.client_conn.id, reason)
-        if self.metrics is None or not self._counted(flow):
+        role = self._role(flow)
+        if self.metrics is None or not role:
+            return
+        if role is Role.CALLBACK:
+            if reason is not None:  # None: Sinch hung up first; the receiver is not at fault
+                self.metrics.record_callback_error(reason)
+                self.failures.failed(reason, flow.request.host, flow.request.port, "callback receiver")
             return
         region = self._region(flow)
         endpoint = routes.endpoint_of(flow.request.path)
@@ -365,16 +284,20 @@ class SinchSmsExporter:
             self.metrics.record_upstream_error(region, endpoint, method, reason)
             self.failures.failed(reason, flow.request.host, flow.request.port, region)
 
-    def client_disconnected(self, client: mitmproxy.connection.Client) -> None:
+    def client_disconnected(self, client: connection.Client) -> None:
         answers.forget(client.id)
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _counted(self, flow: http.HTTPFlow) -> bool:
-        """Reverse-mode flows always count; forward-mode flows only for Sinch hosts."""
-        if isinstance(flow.client_conn.proxy_mode, ReverseMode):
-            return True
-        return self._counted_hosts.fullmatch(flow.request.pretty_host) is not None
+    def _role(self, flow: http.HTTPFlow) -> Role:
+        """CALLBACK for flows of a callback listener; API for other reverse-mode flows and
+        forward-mode flows to Sinch hosts; IGNORED for the rest."""
+        mode = flow.client_conn.proxy_mode
+        if self._callback_modes and mode.full_spec in self._callback_modes:
+            return Role.CALLBACK
+        if isinstance(mode, ReverseMode):
+            return Role.API
+        return Role.API if self._counted_hosts.fullmatch(flow.request.pretty_host) is not None else Role.IGNORED
 
     def _region(self, flow: http.HTTPFlow) -> str:
         key = (flow.request.host, flow.request.port)

@@ -20,7 +20,8 @@ from mitmproxy import addonmanager, ctx, exceptions, hooks, master, options
 from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, proxyserver, termlog, tlsconfig
 from mitmproxy.proxy import mode_specs
 
-from sinch_sms_exporter.mitm.addon import SinchSmsExporter, proxy_listener_problems
+from sinch_sms_exporter.mitm.addon import SinchSmsExporter
+from sinch_sms_exporter.mitm.health import proxy_listener_problems
 
 
 class StartupError(RuntimeError):

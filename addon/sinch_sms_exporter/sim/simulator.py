@@ -28,6 +28,14 @@ body, then close), `malformed` (a line that is not HTTP, then close), `hang` (ne
 `slow:SECONDS` (answer late). Modifiers go first:
 `gzip:`, `br:`, `zstd:`, `deflate:` (encode the body), `chunked:` (no Content-Length),
 e.g. `gzip:chunked:403:missing_callback_url`.
+
+Callbacks (sim/callbacks.py): a batch accepted with a `callback_url` and a `delivery_report`
+other than `none` gets its delivery reports later, as from Sinch (retries, optional HMAC
+signature: --callback-secret); `X-Sinch-Sim-Delivery: Failed:402` on the send request forces
+every recipient's outcome. Two paths outside the API drive and show them:
+`POST /_sim/inbound` with {"url": …, "type": "mo_text", "count": 1} sends inbound messages
+now; `GET /_sim/callbacks` answers the callback counts (attempts by the receiver's answer,
+retries, drops) as JSON.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ import zstandard
 
 from sinch_sms_exporter.classify import routes
 from sinch_sms_exporter.contract import catalog, labels
+from sinch_sms_exporter.sim import callbacks
 
 FAULTS = ("drop", "reset", "cut", "malformed", "hang")
 ENCODINGS = ("gzip", "br", "zstd", "deflate")
@@ -311,8 +320,14 @@ class Seen:
 class Simulator:
     """An asyncio HTTP/1.1 server (keep-alive, optional TLS) answering like the Sinch SMS API."""
 
-    def __init__(self, scenario: dict[str, float] | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        scenario: dict[str, float] | None = None,
+        seed: int | None = None,
+        sender: callbacks.CallbackSender | None = None,
+    ) -> None:
         self.scenario = scenario
+        self.sender = sender or callbacks.CallbackSender(seed=seed)
         self.random = random.Random(seed)
         if scenario:
             self._choices = list(scenario)
@@ -369,28 +384,65 @@ class Simulator:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
         length = int(headers.get("content-length", "0") or 0)
+        body = b""
         if length:
-            await reader.readexactly(length)
+            body = await reader.readexactly(length)
         elif headers.get("transfer-encoding", "").lower() == "chunked":
-            await _read_chunked(reader)
+            body = await _read_chunked(reader)
 
         url = urlsplit(target)
-        query = parse_qs(url.query)
-        spec = headers.get("x-sinch-sim") or (query.get("sim") or [None])[0]
-        endpoint = routes.endpoint_of(url.path)
-        if url.path == OAUTH_TOKEN_PATH and method == "POST" and not spec:
-            answer = self._token(headers.get("authorization", ""))
+        if url.path.startswith("/_sim/"):
+            answer = self._control(method, url.path, body)
         else:
-            try:
-                answer = parse_answer(self.choose(spec, endpoint), method, endpoint, query)
-            except BadAnswer as exc:
-                answer = Answer(status=599, body=f"simulator: {exc}\n".encode(), content_type="text/plain")
+            query = parse_qs(url.query)
+            spec = headers.get("x-sinch-sim") or (query.get("sim") or [None])[0]
+            endpoint = routes.endpoint_of(url.path)
+            if url.path == OAUTH_TOKEN_PATH and method == "POST" and not spec:
+                answer = self._token(headers.get("authorization", ""))
+            else:
+                try:
+                    answer = parse_answer(self.choose(spec, endpoint), method, endpoint, query)
+                except BadAnswer as exc:
+                    answer = Answer(status=599, body=f"simulator: {exc}\n".encode(), content_type="text/plain")
+                if method == "POST" and endpoint == "batches" and answer.status == 201 and not answer.fault:
+                    self._accepted(answer, body, headers.get("x-sinch-sim-delivery"))
         self.served += 1
         self.seen.append(
             Seen(method, url.path, headers.get("host", ""), headers.get("authorization", ""), answer.status)
         )
         keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
         return await self._send(writer, answer, keep_alive, head_only=method == "HEAD")
+
+    def _accepted(self, answer: Answer, body: bytes, forced: str | None) -> None:
+        """A batch was accepted: give it its own id and schedule its callbacks."""
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return
+        batch_id = self.sender.new_batch_id()
+        if isinstance(request, dict) and isinstance(request.get("callback_url"), str):
+            # Only batches that ask for callbacks pay for a fresh body (the hot path of benches).
+            created = json.loads(answer.body)
+            created.update(id=batch_id, to=request.get("to", []), delivery_report=request.get("delivery_report"))
+            answer.body = json.dumps(created).encode()
+        self.sender.accept_batch(request, batch_id, forced)
+
+    def _control(self, method: str, path: str, body: bytes) -> Answer:
+        """/_sim/inbound (POST: send inbound messages now) and /_sim/callbacks (GET: counts)."""
+        if path == "/_sim/callbacks" and method == "GET":
+            return Answer(200, json.dumps(dict(self.sender.stats)).encode())
+        if path == "/_sim/inbound" and method == "POST":
+            try:
+                order = json.loads(body)
+                kind = order.get("type", "mo_text")
+                if kind not in labels.INBOUND_TYPES or not isinstance(order["url"], str):
+                    raise ValueError
+                self.sender.send_inbound(order["url"], kind, int(order.get("count", 1)))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                message = b'{"text":"expected a JSON object: url, type (mo_text, mo_binary, mo_media), count"}'
+                return Answer(400, message)
+            return Answer(202, b"")
+        return Answer(404, b"", content_type=None)
 
     async def _send(self, writer: asyncio.StreamWriter, answer: Answer, keep_alive: bool, head_only: bool) -> bool:
         if answer.delay:
@@ -459,13 +511,14 @@ class Simulator:
         return Answer(status=200, body=json.dumps(token).encode())
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> None:
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = bytearray()
     while True:
         size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
         if size == 0:
             await reader.readline()
-            return
-        await reader.readexactly(size + 2)
+            return bytes(body)
+        body += (await reader.readexactly(size + 2))[:-2]
 
 
 async def serve(host: str, port: int, simulator: Simulator, tls: ssl.SSLContext | None = None) -> None:
@@ -506,7 +559,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="random seed of the scenario (repeatable runs)")
     parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (and --tls-key)")
     parser.add_argument("--tls-key", metavar="PEM")
+    parser.add_argument(
+        "--delivery-scenario",
+        choices=sorted(callbacks.OUTCOMES),
+        default="demo",
+        help="final delivery outcomes of accepted batches' messages (failing: an operator outage)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiplies every callback delay: delivery (3 s) and Sinch's retries (5 s, 10 s, …); 0.01 for tests",
+    )
+    parser.add_argument("--callback-secret", help="sign callbacks with this HMAC secret (X-Sinch-Webhook-Signature)")
     args = parser.parse_args(argv)
+    if args.time_scale < 0:
+        parser.error("--time-scale must be 0 or more")
     tls = None
     if args.tls_cert:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -515,7 +583,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ssl.SSLError) as exc:
             print(f"sinch-sms-simulator: error: cannot load the TLS certificate: {exc}", file=sys.stderr)
             return 2
-    simulator = Simulator(SCENARIOS.get(args.scenario) if args.scenario else None, args.seed)
+    sender = callbacks.CallbackSender(
+        callbacks.OUTCOMES[args.delivery_scenario],
+        time_scale=args.time_scale,
+        secret=args.callback_secret,
+        seed=args.seed,
+    )
+    simulator = Simulator(SCENARIOS.get(args.scenario) if args.scenario else None, args.seed, sender)
     try:
         asyncio.run(serve(args.host, args.port, simulator, tls))
     except OSError as exc:

@@ -6,7 +6,8 @@ steady rate over keep-alive connections. Which answer comes back is the upstream
 (the simulator's scenario), or forced with `--sim` (the simulator's X-Sinch-Sim header).
 A small share of the requests (`--abort-share`, 1 % by default) is sent by an impatient
 client: it asks the simulator for a slow answer and hangs up before it comes, which the proxy
-counts as a client abort.
+counts as a client abort. With `--callback-url`, sent batches ask for delivery reports there
+(every `delivery_report` setting, one to three recipients): the simulator then calls back.
 
     python -m sinch_sms_exporter.sim.traffic --target http://127.0.0.1:8080 --rate 20
 """
@@ -37,6 +38,8 @@ PHONES = ("+15551231234", "+46701234567", "+447700900123")
 ABORT_SHARE = 0.01
 ABORT_TIMEOUT = 0.5
 SLOW_ANSWER = "slow:2"
+#: The delivery report settings batches ask for when the traffic has a callback URL.
+DELIVERY_REPORTS = ("summary", "full", "per_recipient", "per_recipient_final")
 #: The Tally key of a request the client abandoned on purpose.
 ABANDONED = "abandoned"
 
@@ -153,6 +156,7 @@ class Generator:
         sim: str | None,
         seed: int | None,
         abort_share: float = ABORT_SHARE,
+        callback_url: str | None = None,
     ):
         parts = urlsplit(target)
         if parts.scheme != "http" or not parts.hostname:
@@ -167,6 +171,7 @@ class Generator:
         self.seed = seed
         #: A forced answer (--sim) is every request's: then no request is abandoned.
         self.abort_share = 0.0 if sim else abort_share
+        self.callback_url = callback_url
         self.tally = Tally()
         self.stop = threading.Event()
 
@@ -181,11 +186,19 @@ class Generator:
                 break
             next_at = max(next_at + self.interval, time.monotonic() - 1.0)
             call = rng.choices(CALLS, weights)[0]
-            path = f"/xms/v1/{self.plan}/{call.path(rng)}"
+            relative = call.path(rng)
+            path = f"/xms/v1/{self.plan}/{relative}"
             headers = {"Authorization": f"Bearer {FAKE_TOKEN}", "Accept": "application/json"}
             body = None
             if call.body is not None:
-                body = json.dumps(call.body(rng)).encode()
+                document = call.body(rng)
+                if self.callback_url and relative == "batches":
+                    document.update(
+                        callback_url=self.callback_url,
+                        delivery_report=rng.choice(DELIVERY_REPORTS),
+                        to=rng.sample(PHONES, rng.randint(1, len(PHONES))),
+                    )
+                body = json.dumps(document).encode()
                 headers["Content-Type"] = "application/json"
             if self.sim:
                 headers["X-Sinch-Sim"] = self.sim
@@ -247,13 +260,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "0: none; none with --sim)",
     )
     parser.add_argument("--seed", type=int, help="random seed (repeatable runs)")
+    parser.add_argument("--callback-url", help="batches ask for delivery reports at this URL (the callback listener)")
     parser.add_argument("--report-every", type=float, default=10.0, help="seconds between status lines")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.concurrency < 1:
         parser.error("--rate must be > 0 and --concurrency >= 1")
     try:
         generator = Generator(
-            args.target, args.plan, args.rate, args.concurrency, args.sim, args.seed, args.abort_share
+            args.target,
+            args.plan,
+            args.rate,
+            args.concurrency,
+            args.sim,
+            args.seed,
+            args.abort_share,
+            args.callback_url,
         )
     except ValueError as exc:
         parser.error(str(exc))
