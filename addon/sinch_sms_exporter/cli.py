@@ -117,7 +117,7 @@ class _Parser(argparse.ArgumentParser):
         self.variables: list[tuple[argparse.Action, str]] = []
         self._settings: dict[str, Setting] = {}
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):  # type: ignore[override,unused-ignore]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def add_setting(self, setting: Setting) -> None:

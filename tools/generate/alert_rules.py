@@ -64,7 +64,7 @@ def description(alert: AlertDoc) -> str:
     return " ".join(part for part in (alert.lead, _advice(alert)) if part)
 
 
-def annotations(alert: AlertDoc) -> dict[str, str]:
+def annotations_of(alert: AlertDoc) -> dict[str, str]:
     return {
         "summary": alert.summary,
         "description": description(alert),
@@ -82,7 +82,7 @@ def _folded(text: str, width: int = 96) -> FoldedScalarString:
             break  # only single spaces fold cleanly
         positions.append(end)
         line_start = end + 1
-    scalar.fold_pos = positions  # type: ignore[attr-defined]
+    scalar.fold_pos = positions
     return scalar
 
 
@@ -121,7 +121,7 @@ def sync_alerts(text: str) -> str:
             alert = alerts.ALERTS_BY_NAME.get(rule["alert"])
             if alert is None:
                 raise ValueError(f"{rule['alert']}: no AlertDoc in contract.alerts.ALERTS")
-            _replace_annotations(rule, annotations(alert))
+            _replace_annotations(rule, annotations_of(alert))
     out = io.StringIO()
     yaml.dump(doc, out)
     return out.getvalue()

@@ -181,7 +181,7 @@ def _page(endpoint: str, query: dict[str, list[str]]) -> dict:
 
     def number(name: str, default: int) -> int:
         try:
-            return max(int((query.get(name) or [default])[0]), 0)
+            return max(int((query.get(name) or [str(default)])[0]), 0)
         except ValueError:
             return default
 
@@ -265,8 +265,8 @@ def parse_answer(
     elif head == "garbage":
         answer.status, answer.body, answer.content_type = 403, b"<html>Forbidden</html>", "text/html"
     elif head in catalog.CODES:
-        info = catalog.CODES[head]
-        answer.status, answer.body = info.status, _error_json(info.code, info.text)
+        code_info = catalog.CODES[head]
+        answer.status, answer.body = code_info.status, _error_json(code_info.code, code_info.text)
     elif head.isdigit():
         answer.status = int(head)
         info = catalog.STATUSES.get(answer.status)
@@ -395,7 +395,7 @@ class Simulator:
             answer = self._control(method, url.path, body)
         else:
             query = parse_qs(url.query)
-            spec = headers.get("x-sinch-sim") or (query.get("sim") or [None])[0]
+            spec = headers.get("x-sinch-sim") or next(iter(query.get("sim") or ()), None)
             endpoint = routes.endpoint_of(url.path)
             if url.path == OAUTH_TOKEN_PATH and method == "POST" and not spec:
                 answer = self._token(headers.get("authorization", ""))

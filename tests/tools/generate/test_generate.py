@@ -181,4 +181,4 @@ def _annotations(rendered: dict[str, str]) -> dict[str, dict]:
 
 def test_annotations_of_every_alert_come_from_contract_alerts() -> None:
     for name, rendered in _annotations(cli.render_all(REPO)).items():
-        assert rendered == alert_rules.annotations(alerts.ALERTS_BY_NAME[name]), name
+        assert rendered == alert_rules.annotations_of(alerts.ALERTS_BY_NAME[name]), name

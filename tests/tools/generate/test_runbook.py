@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from sinch_sms_exporter.contract import alerts, catalog, labels
 from tests.helpers.paths import REPO
 from tools import generate
-from tools.generate import alert_rules as annotations_of
+from tools.generate import alert_rules as rules_generator
 from tools.generate import runbook
 
 RUNBOOK = REPO / "docs" / "runbook.md"
@@ -45,9 +45,11 @@ def test_committed_runbook_is_the_generated_one() -> None:
 
 
 def test_committed_alert_annotations_are_the_generated_ones() -> None:
-    assert annotations_of.sync_alerts(ALERTS.read_text()) == ALERTS.read_text(), "run `make generate`"
+    assert rules_generator.sync_alerts(ALERTS.read_text()) == ALERTS.read_text(), "run `make generate`"
     for rule in alert_rules():
-        assert rule["annotations"] == annotations_of.annotations(alerts.ALERTS_BY_NAME[rule["alert"]]), rule["alert"]
+        assert rule["annotations"] == rules_generator.annotations_of(alerts.ALERTS_BY_NAME[rule["alert"]]), rule[
+            "alert"
+        ]
 
 
 def test_every_status_and_code_has_a_section_with_meaning_tip_and_alert() -> None:
@@ -107,7 +109,7 @@ def test_descriptions_carry_the_catalog_tips() -> None:
 
 def test_client_error_burst_advice_has_a_branch_per_code() -> None:
     alert = alerts.ALERTS_BY_NAME[alerts.ALERT_CLIENT_ERROR_BURST]
-    description = annotations_of.description(alert)
+    description = rules_generator.description(alert)
     for code in catalog.CODES.values():
         if code.alert == alert.name:
             assert f'eq $labels.code "{code.code}"' in description
@@ -159,16 +161,16 @@ def test_sync_fills_empty_annotations_and_keeps_comments() -> None:
     text = "groups:\n  - name: g\n    rules:\n      # keep me\n      - alert: SinchSmsAccountBlocked\n"
     text += "        expr: vector(1)\n        annotations: {}\n\n"
     text += "      # and me\n      - record: r\n        expr: vector(1)\n"
-    synced = annotations_of.sync_alerts(text)
+    synced = rules_generator.sync_alerts(text)
     assert "# keep me" in synced and "# and me" in synced
     doc = YAML(typ="safe").load(synced)
     assert doc["groups"][0]["rules"][0]["annotations"]["runbook_url"].endswith("#code-blocked_account")
-    assert annotations_of.sync_alerts(synced) == synced
+    assert rules_generator.sync_alerts(synced) == synced
 
 
 def test_sync_refuses_an_alert_without_a_runbook_entry() -> None:
     with pytest.raises(ValueError, match="SinchSmsSomethingNew"):
-        annotations_of.sync_alerts(
+        rules_generator.sync_alerts(
             "groups:\n  - name: g\n    rules:\n      - alert: SinchSmsSomethingNew\n        expr: x\n"
         )
 
