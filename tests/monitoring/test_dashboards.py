@@ -1,12 +1,11 @@
 """Grafana dashboards without a Grafana: their structure by Grafana's conventions, and every panel
-query, template variables filled in (All and single values), run as Grafana runs it (instant and
+query, template variables filled in (All, single and several values), run as Grafana runs it (instant and
 range queries) against a real Prometheus that scrapes the real proxy (with the real rules loaded)
 while the demo's own traffic (demo.py: its opening round and traffic.py's generator, in front of
 the simulator's demo scenario, with the callbacks `make demo` runs: delivery reports and inbound
 messages through a callback listener to the demo's receiver) flows; values are checked where the
-traffic determines them. Two
-expressions whose values no random traffic pins down (error shares without errors, latency over
-several regions) are checked by promtool on fixed series."""
+traffic determines them. Two expressions whose values no random traffic pins down (error shares
+without errors, latency over several regions) are checked by promtool on fixed series."""
 
 from __future__ import annotations
 
