@@ -1,11 +1,12 @@
 """Grafana dashboards without a Grafana: their structure by Grafana's conventions, and every panel
-query, template variables filled in (All, single and several values), run as Grafana runs it (instant and
-range queries) against a real Prometheus that scrapes the real proxy (with the real rules loaded)
-while the demo's own traffic (demo.py: its opening round and traffic.py's generator, in front of
-the simulator's demo scenario, with the callbacks `make demo` runs: delivery reports and inbound
-messages through a callback listener to the demo's receiver) flows; values are checked where the
-traffic determines them. Two expressions whose values no random traffic pins down (error shares
-without errors, latency over several regions) are checked by promtool on fixed series."""
+query, template variables filled in (All, single and several values), run as Grafana runs it
+(instant and range queries) against a real Prometheus that scrapes the real proxy (with the real
+rules loaded) while the demo's own traffic flows (demo.py: its opening round and traffic.py's
+generator, in front of the simulator's demo scenario, with the callbacks `make demo` runs:
+delivery reports and inbound messages through a callback listener to the demo's receiver);
+values are checked where the traffic determines them. Two expressions whose values no random
+traffic pins down (error shares without errors, latency over several regions) are checked by
+promtool on fixed series."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ RUNBOOK_ANCHORS = set(re.findall(r'<a id="([^"]+)"></a>', (REPO / "docs" / "runb
 REGIONS = ("us", "eu")
 #: A region no traffic went to: panels with `or vector(0)` must show 0 there, not no data.
 NOWHERE = "au"
-#: The Delivery row's metrics (docs/architecture.md, "Callbacks"): the callback listeners'.
+#: The Delivery row's metrics: what the callback listeners count (docs/dashboards.md, "Delivery").
 DELIVERY_METRICS = {"sinch_sms_callbacks_total", "sinch_sms_callback_errors_total", "sinch_sms_delivery_reports_total"}
 
 
@@ -543,8 +544,8 @@ def stack(tmp_path_factory) -> Iterator[dict]:
             region=None,
         )  # fmt: skip
         with running(proxy):
-            for port in (callback_port, dead_callback_port):
-                wait_for_port(port, proc=proxy.popen)
+            for listener in (callback_port, dead_callback_port):
+                wait_for_port(listener, proc=proxy.popen)
             urls = {"us": f"http://127.0.0.1:{proxy.ports['listen']}", "eu": f"http://127.0.0.1:{eu_port}"}
             opening = {region: demo.opening_round(url) for region, url in urls.items()}
             for sim in (sim_us, sim_eu):
