@@ -13,8 +13,9 @@ It runs until Ctrl-C (SIGINT) or SIGTERM, or for --duration seconds; either way 
 last summary, stops the proxy and the simulator, removes its work directory (their logs) and
 exits 0. After a component failed, the logs are kept and their directory named.
 
-What the demo runs is defined here once (SIMULATOR_ARGS, PROXY_ARGS, opening_round,
-generator): `make stack` and the dashboards' test (tests/monitoring/test_dashboards.py) run the same.
+What the demo runs is defined here once (SIMULATOR_ARGS, PROXY_ARGS, callback_args,
+receiver_command, opening_round, inbound_round, generator): `make stack` and the dashboards'
+test (tests/monitoring/test_dashboards.py) run the same.
 """
 
 from __future__ import annotations
@@ -82,18 +83,21 @@ def receiver_command(port: int, seed: int | None = None) -> list[str]:
     ]  # fmt: skip
 
 
+def callback_args(receiver_port: int, callback_port: int) -> list[str]:
+    """The proxy's flags for the demo's callback listener: on loopback at `callback_port`, in
+    front of the receiver at `receiver_port`."""
+    return [
+        "--callback-upstream", f"http://127.0.0.1:{receiver_port}@{callback_port}",
+        "--callback-listen-host", "127.0.0.1",
+    ]  # fmt: skip
+
+
 def proxy_command(
     simulator_port: int, listen_port: int, metrics_port: int, *extra: str, callbacks: tuple[int, int] | None = None
 ) -> list[str]:
     """The demo's proxy in front of the simulator (region us), as a command line; `callbacks`
     (receiver port, callback listener port) adds the callback listener on loopback."""
-    listener = []
-    if callbacks is not None:
-        receiver_port, callback_port = callbacks
-        listener = [
-            "--callback-upstream", f"http://127.0.0.1:{receiver_port}@{callback_port}",
-            "--callback-listen-host", "127.0.0.1",
-        ]  # fmt: skip
+    listener = callback_args(*callbacks) if callbacks is not None else []
     return [
         sys.executable, "-m", "sinch_sms_exporter.cli",
         "--upstream", f"http://127.0.0.1:{simulator_port}", "--region", "us",

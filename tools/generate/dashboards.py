@@ -25,7 +25,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat, QueryEditorMode
 
-from sinch_sms_exporter.contract import alerts, labels
+from sinch_sms_exporter.contract import alerts, delivery, labels
 from tools.generate import runbook_link
 
 DIRECTORY = "dashboards"
@@ -45,13 +45,13 @@ RESPONSES = "sinch_sms_responses_total"
 CODE = ', code=~"$code"'
 #: The drill-down's filter on the raw series: every variable but `code` (not all panels have one).
 SEL = 'region=~"$region", endpoint=~"$endpoint", method=~"$method", instance=~"$instance", job="$job"'
-#: Delivery statuses of sinch_sms_delivery_reports_total (docs/architecture.md, "Callbacks"):
-#: final ones end a message's life, intermediate ones do not.
-DELIVERY_FINAL = ("aborted", "cancelled", "rejected", "deleted", "delivered", "failed", "expired", "unknown")
-DELIVERY_INTERMEDIATE = ("queued", "dispatched")
 DELIVERED = "delivered"
 #: Runbook section of a delivery code: `delivery-code-<code>`.
 DELIVERY_CODE_ANCHOR = "delivery-code-"
+#: The failure table's hidden column naming the code's runbook section: the code itself where
+#: the runbook documents it, else NO_CODE_SHOWN (whose section covers no code, `other` and
+#: operators' codes outside Sinch's list, which have no section of their own).
+RUNBOOK_CODE = "runbook_code"
 
 Grid = tuple[int, int, int, int]  # x, y, w, h
 
@@ -60,6 +60,14 @@ def _show_no_code(expr: str) -> str:
     """`code=""` relabelled to labels.NO_CODE_SHOWN: Prometheus drops an empty label, and a data
     link cannot complete `#code-…` from a label the series lacks."""
     return f'label_replace({expr}, "code", "{labels.NO_CODE_SHOWN}", "code", "")'
+
+
+def _runbook_code(expr: str) -> str:
+    """RUNBOOK_CODE added to each delivery code's series: the code where the runbook has a
+    `delivery-code-<code>` section (contract/delivery.py), else NO_CODE_SHOWN."""
+    documented = "|".join(delivery.CODE_INFO)
+    default = f'label_replace({expr}, "{RUNBOOK_CODE}", "{labels.NO_CODE_SHOWN}", "", "")'
+    return f'label_replace({default}, "{RUNBOOK_CODE}", "$1", "code", "({documented})")'
 
 
 def _query(expr: str, legend: str, ref: str = "A", *, instant_table: bool = False) -> prometheus.Dataquery:
@@ -199,11 +207,13 @@ def _table(
     targets: Sequence[prometheus.Dataquery],
     *,
     hidden: Sequence[str],
+    link_only: Sequence[str] = (),
     links: Sequence[builders.DashboardLink] = (),
     data_links: Sequence[builders.DashboardLink] = (),
 ) -> table.Panel:
-    """One row per series of an instant query (format: table); `hidden` columns left out."""
-    return (
+    """One row per series of an instant query (format: table); `hidden` columns left out of the
+    frame, `link_only` ones kept in it but not shown ("Hide in table"): data links can read them."""
+    panel = (
         table.Panel()
         .title(title)
         .description(description)
@@ -223,6 +233,9 @@ def _table(
         .links(list(links))
         .data_links(list(data_links))
     )
+    for name in link_only:
+        panel = panel.override_by_name(name, [model.DynamicConfigValue(id_val="custom.hidden", value=True)])
+    return panel
 
 
 def _row(title: str, y: int) -> builders.Row:
@@ -689,8 +702,8 @@ def overview() -> builders.Dashboard:
 
 def _delivery_row(y: int) -> list[Any]:
     """Delivery reports and the callbacks that carry them (docs/architecture.md, "Callbacks")."""
-    final = "|".join(DELIVERY_FINAL)
-    failed = "|".join(s for s in DELIVERY_FINAL if s != DELIVERED)
+    final = "|".join(labels.FINAL_DELIVERY_STATUSES)
+    failed = "|".join(labels.FAILED_DELIVERY_STATUSES)
 
     def reports(by: str = "", status: str = "", *, fn: str = "rate", window: str = "$__rate_interval") -> str:
         """Messages per second (or in the window) of sinch_sms_delivery_reports_total, summed `by`."""
@@ -704,8 +717,8 @@ def _delivery_row(y: int) -> list[Any]:
         _row("Delivery", y),
         _stat(
             "Delivery rate",
-            "Share of delivered among the messages whose delivery report reached a final status (aborted, "
-            "cancelled, rejected, deleted, delivered, failed, expired, unknown), from the delivery reports "
+            "Share of delivered among the messages whose delivery report reached a final status "
+            f"({', '.join(labels.FINAL_DELIVERY_STATUSES)}), from the delivery reports "
             "Sinch posted through the proxy's callback listeners. No data: no final report in the window.",
             (0, y + 1, 6, 8),
             "percentunit",
@@ -715,7 +728,7 @@ def _delivery_row(y: int) -> list[Any]:
         _timeseries(
             "Delivery status mix",
             "Share of each delivery status among the reported messages, intermediate "
-            f"({', '.join(DELIVERY_INTERMEDIATE)}) and final, stacked to 100%.",
+            f"({', '.join(labels.INTERMEDIATE_DELIVERY_STATUSES)}) and final, stacked to 100%.",
             (6, y + 1, 18, 8),
             "percentunit",
             [
@@ -728,21 +741,26 @@ def _delivery_row(y: int) -> list[Any]:
         ),
         _table(
             "Top delivery failure codes",
-            "The ten (status, code) pairs of failed final statuses with the most messages over the "
+            "The ten (status, code) pairs of failed final statuses "
+            f"({', '.join(labels.FAILED_DELIVERY_STATUSES)}) with the most messages over the "
             "dashboard's time range (`none`: the report carried no code). Click a row for the code's "
-            "runbook section.",
+            "runbook section (operators' codes outside Sinch's list share one).",
             (0, y + 9, 8, 8),
             "short",
             [
                 _query(
-                    f"sort_desc(topk(10, {_show_no_code(failures)}) > 0)",
+                    f"sort_desc(topk(10, {_runbook_code(_show_no_code(failures))}) > 0)",
                     "__auto",
                     instant_table=True,
                 )
             ],
             hidden=["Time"],
+            link_only=[RUNBOOK_CODE],
             data_links=[
-                _link("Runbook: delivery code ${__data.fields.code}", DELIVERY_CODE_ANCHOR + "${__data.fields.code}")
+                _link(
+                    "Runbook: delivery code ${__data.fields.code}",
+                    DELIVERY_CODE_ANCHOR + "${__data.fields." + RUNBOOK_CODE + "}",
+                )
             ],
         ),
         _timeseries(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sinch_sms_exporter.contract import alerts
+from sinch_sms_exporter.contract import alerts, delivery, labels
 from tests.helpers.paths import REPO
 from tools import generate
 from tools.generate import __main__ as cli
@@ -116,9 +116,9 @@ def test_the_delivery_row_reads_the_callback_metrics() -> None:
         "Callback errors by reason",
     }
     expr = {title: " ".join(t["expr"] for t in p["targets"]) for title, p in panels.items()}
-    final = "|".join(dashboards.DELIVERY_FINAL)
+    final = "|".join(labels.FINAL_DELIVERY_STATUSES)
     assert 'status="delivered"' in expr["Delivery rate"] and f'status=~"{final}"' in expr["Delivery rate"]
-    assert set(dashboards.DELIVERY_FINAL) == {
+    assert set(labels.FINAL_DELIVERY_STATUSES) == {
         "aborted",
         "cancelled",
         "rejected",
@@ -129,14 +129,24 @@ def test_the_delivery_row_reads_the_callback_metrics() -> None:
         "unknown",
     }
     failures = re.search(r'status=~"([^"]+)"', expr["Top delivery failure codes"]).group(1)
-    assert set(failures.split("|")) == set(dashboards.DELIVERY_FINAL) - {"delivered"}
+    # Failures are what SinchSmsDeliveryFailureRate counts: neither cancelled nor unknown.
+    assert set(failures.split("|")) == set(labels.FAILED_DELIVERY_STATUSES)
+    assert set(failures.split("|")) <= set(labels.FINAL_DELIVERY_STATUSES) - {"delivered", "cancelled", "unknown"}
     assert "sinch_sms_callbacks_total" in expr["Callbacks by receiver answer"]
     assert "sum by (reason)" in expr["Callback errors by reason"]
     assert "sinch_sms_callback_errors_total" in expr["Callback errors by reason"]
     table = panels["Top delivery failure codes"]
     assert table["targets"][0]["format"] == "table" and table["targets"][0]["instant"] is True
     (link,) = table["fieldConfig"]["defaults"]["links"]
-    assert link["url"] == generate.RUNBOOK_URL + "#delivery-code-${__data.fields.code}"
+    assert link["url"] == generate.RUNBOOK_URL + "#delivery-code-${__data.fields.runbook_code}"
+    # The column the link reads stays in the frame (not removed by `organize`), hidden in the table.
+    (override,) = table["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byName", "options": "runbook_code"}
+    assert override["properties"] == [{"id": "custom.hidden", "value": True}]
+    assert "runbook_code" not in table["transformations"][0]["options"]["excludeByName"]
+    # It names a documented code (contract/delivery.py, the runbook's anchors) or `none`.
+    documented = re.search(r'"runbook_code", "\$1", "code", "\(([^)]*)\)"', expr["Top delivery failure codes"])
+    assert documented and set(documented.group(1).split("|")) == set(delivery.CODE_INFO)
     # Below everything that was there before: the old panels keep their ids and places.
     assert min(p["gridPos"]["y"] for p in board["panels"][row:]) >= max(
         p["gridPos"]["y"] + p["gridPos"]["h"] for p in board["panels"][:row]
