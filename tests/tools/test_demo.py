@@ -194,9 +194,10 @@ def test_ctrl_c_to_the_whole_group_prints_the_last_summary_and_stops_cleanly(tmp
             timeout=20,
             what="some steady traffic",
         )
-        # the group's SIGINT reaches only the demo: its components have process groups of their own
+        # the group's SIGINT reaches only the demo: its components (simulator, receiver, proxy)
+        # have process groups of their own
         children = Path(f"/proc/{demo.popen.pid}/task/{demo.popen.pid}/children").read_text().split()
-        assert len(children) == 2 and all(os.getpgid(int(c)) != demo.popen.pid for c in children), children
+        assert len(children) == 3 and all(os.getpgid(int(c)) != demo.popen.pid for c in children), children
         before = len(demo.output())
         os.killpg(demo.popen.pid, signal.SIGINT)
         code = demo.wait_exit()
@@ -206,6 +207,6 @@ def test_ctrl_c_to_the_whole_group_prints_the_last_summary_and_stops_cleanly(tmp
         demo.kill()
     _assert_clean_stop(demo, code)
     after = demo.output()[before:]
-    assert after.rstrip().endswith("make demo: stopping the proxy and the simulator"), after[-2000:]
+    assert after.rstrip().endswith("make demo: stopping the proxy, the receiver and the simulator"), after[-2000:]
     last = _summaries(after)
     assert last and last[-1] >= counted, after[-2000:]
