@@ -111,7 +111,7 @@ test-mitmproxy12: system-deps tools
 # make bench on the image's runtime: both proxies from the Python 3.12 + mitmproxy 12 venv.
 bench-mitmproxy12: system-deps $(TOOLS)/py-spy
 	@if [ -z "$(PYTHON312)" ]; then echo "no Python 3.12 here: mitmproxy 12 benchmark skipped"; exit 0; fi; \
-	$(MAKE) --no-print-directory $(VENV312)/.installed && $(VENV312)/bin/python bench/run.py $(ARGS)
+	$(MAKE) --no-print-directory $(VENV312)/.installed && $(VENV312)/bin/python -m bench.run $(ARGS)
 
 # ruff, the type checker, and the import rules of docs/architecture.md (lint-imports).
 lint: $(STAMP)
@@ -129,7 +129,7 @@ $(TOOLS)/py-spy: $(TOOLS)/.installed
 	$(TOOLS)/pip install --quiet py-spy==$(PY_SPY_VERSION)
 
 bench: $(STAMP) system-deps $(TOOLS)/py-spy
-	$(BIN)/python bench/run.py $(ARGS)
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv312 .tools .pytest_cache .ruff_cache .hypothesis build *.egg-info addon/*.egg-info

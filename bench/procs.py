@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tools import processes
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -75,17 +76,7 @@ class Target:
     def stop(self) -> None:
         """SIGTERM; a second one after 2 s (the proxy drains on the first, waiting for a
         scrape of its last counts; the second ends it at once); SIGKILL after 10 s more."""
-        for wait in (2, 10):
-            if self.popen.poll() is not None:
-                return
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                pass
-        self.popen.kill()
-        self.popen.wait()
+        processes.stop(self.popen, again_after=2.0, timeout=10.0)
 
 
 def _pinned(argv: list[str], cpus: str | None) -> list[str]:

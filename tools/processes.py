@@ -7,6 +7,7 @@ that dies is reported with the end of its log instead of a bare exit status.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import time
@@ -59,12 +60,20 @@ def child(name: str, argv: list[str], workdir: Path) -> Iterator[Child]:
 STOP_AGAIN_AFTER = 2.0
 
 
-def stop(popen: subprocess.Popen, again_after: float = STOP_AGAIN_AFTER, timeout: float = 10.0) -> None:
-    """SIGTERM; SIGTERM again after `again_after` s; SIGKILL after `timeout` more."""
+def stop(
+    popen: subprocess.Popen,
+    again_after: float = STOP_AGAIN_AFTER,
+    timeout: float = 10.0,
+    sig: int = signal.SIGTERM,
+) -> None:
+    """`sig` (SIGTERM); `sig` again after `again_after` s; SIGKILL after `timeout` more.
+
+    The one stop of every process the repo starts: the demo's and the stack's components, the
+    tests' (tests/helpers/processes.py) and the benchmark's (bench/procs.py)."""
     for wait in (again_after, timeout):
         if popen.poll() is not None:
             return
-        popen.terminate()
+        popen.send_signal(sig)
         try:
             popen.wait(wait)
             return

@@ -224,10 +224,10 @@ def callback_listeners(receivers: Sequence[str], listen_host: str) -> list[setti
         next_port = port + 1
         host = f"[{listen_host}]" if ":" in listen_host else listen_host
         listeners.append(settings.CallbackListener(receiver.url, f"{host}:{port}", port))
-    ports = [listener.port for listener in listeners]
-    if len(set(ports)) != len(ports):
-        raise UsageError(f"two --callback-upstream share a listen port ({', '.join(map(str, ports))})")
-    return listeners
+    try:
+        return settings.distinct_listen_ports(listeners)
+    except ValueError as exc:
+        raise UsageError(f"--callback-upstream: {exc}") from None
 
 
 def _check_port(host: str, port: int, what: str) -> None:
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(Path(__file__).with_name("mitmproxy_script.py"))
         return 0
     try:
-        settings = settings_from(args)
+        options = settings_from(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sinch_sms_exporter.mitm import master  # imported late: --help stays fast
 
     try:
-        master.serve(settings)
+        master.serve(options)
     except KeyboardInterrupt:
         return 130
     except SystemExit as exc:  # mitmproxy's errorcheck: startup errors were already printed

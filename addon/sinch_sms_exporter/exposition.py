@@ -213,6 +213,9 @@ class Counts(Protocol):
     scraped: int | None  # `recorded` as of the start of the last scrape served whole
 
 
+_SCRAPED_LOCK = threading.Lock()
+
+
 class _ScrapeBody:
     """A scrape's body that records the scrape once the server has written all of it: the
     server asks for the next block only after writing the last one, and never does if a
@@ -226,9 +229,10 @@ class _ScrapeBody:
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self.body
-        scraped = self.counts.scraped
-        if scraped is None or scraped < self.seen:
-            self.counts.scraped = self.seen
+        with _SCRAPED_LOCK:  # scrapes end on threads of their own: `scraped` only moves forward
+            scraped = self.counts.scraped
+            if scraped is None or scraped < self.seen:
+                self.counts.scraped = self.seen
 
 
 def _recording_scrapes(metrics_app: Callable, counts: Counts) -> Callable:

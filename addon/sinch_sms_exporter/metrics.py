@@ -29,6 +29,8 @@ from prometheus_client import (
 
 from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.contract.labels import (
+    DEFAULT_BUCKETS,
+    DEFAULT_CODE_CAP,
     DEFAULT_DELIVERY_CODE_CAP,
     KNOWN_DELIVERY_CODES,
     KNOWN_REGIONS,
@@ -40,17 +42,6 @@ from sinch_sms_exporter.contract.labels import (
     status_class,
 )
 from sinch_sms_exporter.contract.outcomes import CallbackOutcome, Outcome
-
-#: Latency buckets (seconds) for an HTTPS API that usually answers in 50-500 ms: dense
-#: between 25 ms and 1 s where the SLO decisions are made, sparse tails to 30 s for timeouts.
-DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75,
-    1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
-
-
-#: Default cap on distinct codes outside the catalog (Sinch adds codes over time).
-DEFAULT_CODE_CAP = 50
 
 
 class BoundedLabel:
@@ -165,7 +156,8 @@ class Metrics:
         for reason in UPSTREAM_ERROR_REASONS:
             self.callback_errors.labels(reason)
         self._response_children: dict[tuple, tuple] = {}
-        #: Counts recorded so far (answers, upstream errors, client aborts).
+        #: Counts recorded so far (answers, upstream errors, client aborts, callbacks), each
+        #: added after its counters moved: a scrape that read `recorded` first shows them all.
         self.recorded = 0
         #: `recorded` as of the start of the last scrape served whole; None: never scraped.
         self.scraped: int | None = None
@@ -220,7 +212,6 @@ class Metrics:
         """Count one callback the receiver answered with `status`; its delivery reports only
         on a 2xx: Sinch retries one answered 5xx or 429 (it would count twice) and drops one
         answered another 4xx (the service never got it)."""
-        self.recorded += 1
         key = (outcome.type, status)
         child = self._callback_children.get(key)
         if child is None:
@@ -229,6 +220,7 @@ class Metrics:
         if 200 <= status < 300:
             for report in outcome.reports:
                 self._report_child(outcome.type, report[0], report[1]).inc(report[2])
+        self.recorded += 1
 
     def _report_child(self, kind: str, status: str, code: str) -> Any:
         key = (kind, status, code)

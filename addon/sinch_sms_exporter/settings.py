@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from sinch_sms_exporter.classify import routes
 from sinch_sms_exporter.contract import labels
-from sinch_sms_exporter.metrics import DEFAULT_BUCKETS, DEFAULT_CODE_CAP
+from sinch_sms_exporter.contract.labels import DEFAULT_BUCKETS, DEFAULT_CODE_CAP
 
 ENV_PREFIX = "SINCH_PROXY_"
 DEFAULT_UPSTREAM = "https://us.sms.api.sinch.com"
@@ -152,11 +152,6 @@ def parse_region_entry(entry: str) -> tuple[str, str]:
     return host.lower(), region
 
 
-def parse_region_map(entries: Iterable[str]) -> dict[str, str]:
-    """['eu.example.com=eu', …] → {host[:port]: region} (the sinch_regions option)."""
-    return dict(parse_region_entry(entry) for entry in entries)
-
-
 @dataclass(frozen=True)
 class UpstreamSpec:
     """One --upstream value: `URL[@PORT]`."""
@@ -223,13 +218,17 @@ def parse_callback_entry(entry: str) -> CallbackListener:
     return CallbackListener(receiver.url, listen, int(port))
 
 
-def parse_callback_listeners(entries: Iterable[str]) -> list[CallbackListener]:
-    """Every sinch_callback_upstreams entry; ValueError when two share a listen port."""
-    listeners = [parse_callback_entry(entry) for entry in entries]
+def distinct_listen_ports(listeners: Sequence[CallbackListener]) -> list[CallbackListener]:
+    """The listeners, or ValueError when two share a listen port."""
     ports = [listener.port for listener in listeners]
     if len(set(ports)) != len(ports):
         raise ValueError(f"two callback listeners share a listen port ({', '.join(map(str, ports))})")
-    return listeners
+    return list(listeners)
+
+
+def parse_callback_listeners(entries: Iterable[str]) -> list[CallbackListener]:
+    """Every sinch_callback_upstreams entry; ValueError for a bad one, or two on one port."""
+    return distinct_listen_ports([parse_callback_entry(entry) for entry in entries])
 
 
 def _as_is(value: str) -> str:
@@ -311,10 +310,15 @@ class Setting:
         return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
 
 
+#: `user:secret@` in a URL (`scheme://user:secret@host`), not `host:443@8081` (a listen port).
+_USERINFO = re.compile(r"(?<=://)[^/@\s:]*:(?!\d+@)[^/@\s]*@")
+
+
 def message(where: str, value: Any, reason: str) -> str:
     """The one line for a bad value, naming where it came from: `--code-cap -1: must be 0 or
-    more`, `SINCH_PROXY_CODE_CAP=-1: …`, `sinch_code_cap=-1: …`."""
-    text = value if isinstance(value, str) else str(value)
+    more`, `SINCH_PROXY_CODE_CAP=-1: …`, `sinch_code_cap=-1: …`. A password in a URL is not
+    repeated (the line reaches a terminal or a log)."""
+    text = _USERINFO.sub("<redacted>@", value if isinstance(value, str) else str(value))
     if text == "" or text != text.strip() or any(c.isspace() or c in "'\"" for c in text):
         text = repr(text)
     return f"{where} {text}: {reason}" if where.startswith("-") else f"{where}={text}: {reason}"

@@ -223,11 +223,31 @@ def test_proxy_settings_are_the_clis_and_the_demo_traffic_reaches_the_simulator(
     receiver = services["receiver"]
     assert receiver["profiles"] == ["demo"] and receiver["entrypoint"] == ["sinch-sms-receiver"]
     receiver_port = int(receiver["command"][receiver["command"].index("--port") + 1])
-    (listener,) = cli.parse_upstreams(proxy["environment"]["SINCH_PROXY_CALLBACK_UPSTREAM"].split(","), [], 8090)
+    # Without the demo no callback listener: `receiver` exists only under --profile demo, and a
+    # listener passing to a name that does not resolve would fail every callback.
+    assert proxy["environment"]["SINCH_PROXY_CALLBACK_UPSTREAM"] == ""
+    # The demo command (the header's, the same in docs/deploy.md and README.md) names the receiver.
+    demo_upstream = _demo_callback_upstream()
+    demo_env = interpolate(raw["SINCH_PROXY_CALLBACK_UPSTREAM"], {"SINCH_CALLBACK_UPSTREAM": demo_upstream})
+    (listener,) = cli.parse_upstreams(demo_env.split(","), [], 8090)
     assert (listener.url, listener.listen_port) == (f"http://receiver:{receiver_port}", 8090)
     assert listener.listen_port in container_ports(proxy)
     callback_url = traffic["command"][traffic["command"].index("--callback-url") + 1]
     assert callback_url.startswith(f"http://proxy:{listener.listen_port}/")
+
+
+DEMO_COMMAND = re.compile(r"SINCH_CALLBACK_UPSTREAM=(\S+) docker compose --profile demo up -d")
+
+
+def _demo_callback_upstream() -> str:
+    """SINCH_CALLBACK_UPSTREAM of the demo command, the same in every place that gives it."""
+    found = {
+        path.name: DEMO_COMMAND.findall(path.read_text())
+        for path in (COMPOSE, REPO / "docs" / "deploy.md", REPO / "README.md")
+    }
+    values = {value for values in found.values() for value in values}
+    assert all(found.values()) and len(values) == 1, found
+    return values.pop()
 
 
 def test_proxy_outlasts_its_drain_and_stops_before_prometheus() -> None:

@@ -160,8 +160,11 @@ def test_proxy_is_a_native_sidecar_that_outlasts_its_drain() -> None:
     assert grace > interval, "the drain must span one scrape"
     # the service's own shutdown comes first, inside the same period
     assert spec["terminationGracePeriodSeconds"] >= grace + 10
+    # the kubelet kills after failureThreshold failures in a row: (failureThreshold - 1) periods
+    # after the first failing probe, which may come right as the drain starts
     liveness = proxy["livenessProbe"]
-    assert liveness["periodSeconds"] * liveness["failureThreshold"] > grace, "liveness would kill the drain"
+    assert (liveness["failureThreshold"] - 1) * liveness["periodSeconds"] > grace, "liveness would kill the drain"
+    assert spec["terminationGracePeriodSeconds"] > grace, "the pod's grace period covers the drain"
 
 
 def test_classic_form_for_older_clusters_is_documented_with_its_prestop() -> None:

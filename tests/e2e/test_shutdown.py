@@ -1,4 +1,4 @@
-"""Shutdown without loss (ARCHITECTURE.md, "Lifecycle"), with the real proxy process.
+"""Shutdown without loss (docs/operations.md, "Shutdown"), with the real proxy process.
 
 On SIGTERM (or a first SIGINT) calls in flight finish and new calls are still proxied; the
 proxy exits, status 0, once nothing is in flight and /metrics was scraped since the last

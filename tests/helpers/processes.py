@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.helpers.paths import PROXY, REPO, SIMULATOR
+from tools import processes
 
 
 def free_port() -> int:
@@ -49,17 +50,7 @@ class Process:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0, again_after: float = 3.0) -> int:
         """`sig`; if still running after `again_after` s, `sig` again (a draining proxy waits
         up to its --shutdown-grace for a scrape, a second signal ends it); after `timeout`, kill."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(again_after)
-            except subprocess.TimeoutExpired:
-                self.popen.send_signal(sig)
-                try:
-                    self.popen.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.popen.kill()
-                    self.popen.wait()
+        processes.stop(self.popen, again_after=again_after, timeout=timeout, sig=sig)
         return self.popen.returncode
 
 

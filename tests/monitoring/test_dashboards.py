@@ -798,7 +798,9 @@ def test_delivery_row_values_are_what_the_callbacks_made(stack) -> None:
     rows = _instant(stack, OVERVIEW, "Top delivery failure codes")
     failed = {(s.lower(), str(c)) for s, c in outcomes if s.lower() in labels.FAILED_DELIVERY_STATUSES}
     pairs = [(r["metric"]["status"], r["metric"]["code"]) for r in rows]
-    assert 0 < len(rows) <= 10 and set(pairs) <= failed and ("failed", "0") in pairs
+    # Which failed pairs the short window holds depends on the random draw: only that each row
+    # is one of the scenario's and at least one shows.
+    assert 0 < len(rows) <= 10 and set(pairs) <= failed, (pairs, failed)
     counts = [float(r["value"][1]) for r in rows]
     assert all(c > 0 for c in counts) and counts == sorted(counts, reverse=True)
     for row in rows:

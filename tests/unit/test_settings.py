@@ -197,6 +197,19 @@ def test_the_message_names_where_the_value_came_from() -> None:
     assert settings.message("sinch_code_cap", "", "x") == "sinch_code_cap='': x"
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("https://user:s3cret@eu.sms.api.sinch.com", "https://<redacted>@eu.sms.api.sinch.com"),
+        ("https://user:s3cret@host@8081", "https://<redacted>@host@8081"),
+        ("https://eu.sms.api.sinch.com:443@8081", "https://eu.sms.api.sinch.com:443@8081"),
+        ("http://127.0.0.1:9000@0.0.0.0:8090", "http://127.0.0.1:9000@0.0.0.0:8090"),
+    ],
+)
+def test_a_password_in_a_url_is_not_repeated_in_the_message(value: str, shown: str) -> None:
+    assert settings.message("--upstream", value, "why") == f"--upstream {shown}: why"
+
+
 def test_default_texts_are_what_help_and_readme_show() -> None:
     assert ROWS["upstream"].default_text == "https://us.sms.api.sinch.com"
     assert ROWS["latency-buckets"].default_text == ",".join(f"{b:g}" for b in DEFAULT_BUCKETS)

@@ -2,7 +2,7 @@
 
 What is generated, from what, in this order (later files read earlier ones):
 
-    docs/runbook.md                        contract.catalog + contract.alerts      (runbook.py)
+    docs/runbook.md                        contract.catalog, .delivery, .alerts    (runbook.py)
     prometheus/alerts.yml  (annotations)   contract.catalog + contract.alerts      (alert_rules.py)
     deploy/kubernetes/prometheusrule.yaml  prometheus/alerts.yml + recording.yml   (prometheusrule.py)
     dashboards/*.json                      dashboards.py (grafana-foundation-sdk)

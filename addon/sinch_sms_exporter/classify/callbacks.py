@@ -1,6 +1,6 @@
 """A callback Sinch sent to the service's receiver → CallbackOutcome (type, delivery reports).
 
-The rules (ARCHITECTURE.md, "Callbacks"):
+The rules (docs/architecture.md, "Contracts"; the README's "Callbacks" section):
 - the body is read after content-decoding, up to the body limit, whatever the Content-Type;
 - `type`: one of the seven Sinch types, another string `other`, anything else `""`;
 - delivery reports: a recipient report is one message with its `status` and `code`; a batch
@@ -39,6 +39,9 @@ _STATUS_OF = {s: s for s in DELIVERY_STATUSES} | {s.capitalize(): s for s in DEL
 #: A batch report lists one entry per (status, code) present: a few dozen at most. A body with
 #: more is not Sinch's; its entries past this many are not read (bounded work per callback).
 MAX_STATUS_ENTRIES = 256
+#: The most messages one status entry may claim (a batch holds at most a few hundred thousand
+#: recipients); a larger `count` is not a report: counting it would overflow the counter.
+MAX_COUNT = 2**31 - 1
 #: CallbackOutcome of a callback whose body says nothing (over the limit, not JSON, …).
 NOTHING = CallbackOutcome(NO_TYPE)
 
@@ -81,8 +84,8 @@ def _batch_reports(statuses: Any) -> tuple[tuple[str, str, int], ...]:
         if not isinstance(entry, dict):
             continue
         count = entry.get("count")
-        if type(count) is not int or count < 0:
-            continue  # an entry without a number of messages counts none
+        if type(count) is not int or not 0 < count <= MAX_COUNT:
+            continue  # an entry without a (sane) number of messages counts none
         key = (delivery_status(entry.get("status")), delivery_code(entry.get("code")))
         totals[key] = totals.get(key, 0) + count
     return tuple((status, code, count) for (status, code), count in totals.items())
@@ -104,7 +107,7 @@ def classify_document(document: Any) -> CallbackOutcome:
 
 
 def classify_body(raw: bytes | None, content_encoding: str, limit: int) -> CallbackOutcome:
-    """The outcome of a callback's raw (still encoded) body; None: it was over the limit."""
+    """The outcome of a callback's raw (still encoded) body (None or empty: no body)."""
     if not raw:
         return NOTHING
     try:

@@ -1,6 +1,7 @@
-"""Bounded content-decoding of error bodies (gzip, deflate, br, zstd).
+"""Bounded content-decoding of the bodies that are read: API error answers and callbacks
+(gzip, deflate, br, zstd).
 
-An error body is only worth reading up to a limit; a small compressed body can expand to
+A body is only worth reading up to a limit; a small compressed body can expand to
 gigabytes (a decompression bomb), so every decoder here stops once it has produced more
 than `limit` bytes instead of inflating the whole thing first. Pure functions.
 """

@@ -61,7 +61,7 @@ def header(message: http.Message, name: bytes) -> str | None:
     return None if found is None else found.decode("latin-1")
 
 
-def _content_length(response: http.Response) -> int | None:
+def content_length(response: http.Response) -> int | None:
     value = header(response, b"content-length")
     if value is None:
         return None
@@ -79,7 +79,7 @@ def stream_for(response: http.Response, limit: int) -> bool | BodyTap:
     - Error answers of known size within the limit are buffered and parsed; over the limit
       they are streamed and carry no code; of unknown size they go through a BodyTap.
     """
-    length = _content_length(response)
+    length = content_length(response)
     if length is not None and length <= limit:
         return False
     if response.status_code < 400 or length is not None:

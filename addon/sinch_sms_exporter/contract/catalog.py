@@ -3,7 +3,7 @@
 Pure data, one source of truth: classification keeps these codes verbatim, the simulator
 answers them, the runbook and the alert descriptions are rendered from them. Written from
 Sinch's "HTTP Status Codes for the SMS REST API" page and the Sinch community article on
-HTTP response statuses (see ../shared/seeds in the design repository).
+HTTP response statuses, with Sinch's SDKs' and older docs' codes (see CHANGELOG.md).
 
 Imports nothing from mitmproxy or prometheus_client on purpose.
 """

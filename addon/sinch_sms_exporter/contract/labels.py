@@ -1,6 +1,6 @@
 """Every label value the exporter can emit, defined once: the vocabulary of the metric contract.
 
-docs/architecture.md ("Metric contract") says what each label means; this module says which
+The README ("Metrics", "Callbacks") says what each label means; this module says which
 values it takes. Classification, metrics, the simulator, the generators and the tests import
 these names instead of spelling the strings again. Pure data: no mitmproxy, no prometheus_client.
 """
@@ -77,9 +77,20 @@ KNOWN_REGIONS: frozenset[str] = frozenset(("us", "eu", "au", "br", "ca"))
 #: Cap on distinct regions (forward mode derives them from host names).
 REGION_CAP = 16
 
+# --- le of sinch_sms_request_duration_seconds, and the code cap ----------------------------
+#: Latency buckets (seconds: the histogram's `le` values) for an HTTPS API that usually answers in 50-500 ms: dense
+#: between 25 ms and 1 s where the SLO decisions are made, sparse tails to 30 s for timeouts.
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75,
+    1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+
+#: Default cap on distinct codes outside the catalog (Sinch adds codes over time).
+DEFAULT_CODE_CAP = 50
+
 # --- status_class of sinch_sms_request_duration_seconds ------------------------------------
 _STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
-STATUS_CLASSES: tuple[str, ...] = (*_STATUS_CLASSES.values(), OTHER)
 
 
 def status_class(status: int) -> str:

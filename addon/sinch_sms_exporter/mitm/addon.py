@@ -27,7 +27,7 @@ from collections.abc import Awaitable
 from enum import IntEnum
 
 import mitmproxy
-from mitmproxy import connection, ctx, http
+from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.utils import human
 
@@ -66,14 +66,18 @@ class SinchSmsExporter:
         self.server: MetricsServer | None = None
         self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
         self.failures = UpstreamFailureLog(logger)
+        self.callback_failures = UpstreamFailureLog(
+            logger, what="callback receiver failure", metric="sinch_sms_callback_errors_total"
+        )
         self.lifecycle = Lifecycle(settings.DEFAULT_SHUTDOWN_GRACE)
         self._body_limit = settings.DEFAULT_BODY_LIMIT
         self._configured_regions: dict[str, str] = {}
         self._region_cache: dict[tuple[str, int], str] = {}
         self._counted_hosts: re.Pattern[str] = routes.SINCH_HOST_RE
         #: Mode specs of the callback listeners: their flows are callbacks.
-        self._callback_modes: frozenset[str] = frozenset()
-        self._listener_setup: asyncio.Task[bool] | None = None
+        self.callback_modes: frozenset[str] = frozenset()
+        #: listener setups under way (asyncio keeps only weak references to tasks)
+        self._listener_setups: set[asyncio.Task[bool]] = set()
         self._web_config: WebConfig | None = None
         self._running = False
         #: a bad or unknown sinch_* value was refused at load: startup ends, serve no /metrics
@@ -104,17 +108,17 @@ class SinchSmsExporter:
         regions = dict(option("sinch_regions"))
         counted_hosts = option("sinch_hosts")
         web_config = option("sinch_metrics_web_config")
-        callback_modes = [listener.mode for listener in option("sinch_callback_upstreams")]
         try:
-            settings.parse_callback_listeners(ctx.options.sinch_callback_upstreams)
+            listeners = settings.distinct_listen_ports(option("sinch_callback_upstreams"))
         except ValueError as exc:
-            raise mitmproxy.exceptions.OptionsError(f"sinch_callback_upstreams: {exc}") from None
+            raise exceptions.OptionsError(f"sinch_callback_upstreams: {exc}") from None
+        callback_modes = [listener.mode for listener in listeners]
 
         self._body_limit = body_limit
         self._configured_regions = regions
         self._region_cache.clear()
         self._counted_hosts = counted_hosts
-        self._callback_modes = frozenset(callback_modes)
+        self.callback_modes = frozenset(callback_modes)
         self.deadline.timeout = upstream_timeout
         self.lifecycle.grace = shutdown_grace
         if self.metrics is None or updated & {
@@ -140,7 +144,13 @@ class SinchSmsExporter:
             # One option is the whole setup for `mitmdump -s` users too: the listener is added
             # here. Triggers a nested configure.
             ctx.options.update(mode=[*ctx.options.mode, *missing])
-        self._listener_setup = callback_listeners.start_missing(self._callback_modes, self._loop)
+        self._start_callback_listeners()
+
+    def _start_callback_listeners(self) -> None:
+        task = callback_listeners.start_missing(self.callback_modes, self._loop)
+        if task is not None:
+            self._listener_setups.add(task)
+            task.add_done_callback(self._listener_setups.discard)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -153,7 +163,7 @@ class SinchSmsExporter:
         logredact.install()  # handlers added since load
         self.deadline.start()
         self._restart_server()
-        self._listener_setup = callback_listeners.start_missing(self._callback_modes, self._loop)
+        self._start_callback_listeners()
 
     def done(self) -> Awaitable[None] | None:
         """On the way out (mitmproxy's exit flag is set), the drain, which mitmproxy awaits
@@ -177,6 +187,7 @@ class SinchSmsExporter:
         self._loop = None
         self.deadline.stop()
         self.failures.close()
+        self.callback_failures.close()
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -211,10 +222,14 @@ class SinchSmsExporter:
     # --- hooks: thin, never raise on upstream data ---------------------------------------
 
     def client_connected(self, client: connection.Client) -> None:
-        callback_listeners.admit_public_sender(client, self._callback_modes)
+        callback_listeners.admit_public_sender(client, self.callback_modes)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # In flight from its headers on (a body may still be uploading), counted or not:
+        # shutdown lets every call finish.
+        self.lifecycle.started(flow)
 
     def request(self, flow: http.HTTPFlow) -> None:
-        self.lifecycle.started(flow)  # every flow, counted or not: shutdown lets it finish
         if self._role(flow):
             self.deadline.track(flow)
 
@@ -228,8 +243,8 @@ class SinchSmsExporter:
             response.stream = responses.stream_for(response, self._body_limit)
         elif role is Role.CALLBACK:
             # The receiver's answer is never parsed: buffered when small, else streamed.
-            length = responses.header(response, b"content-length")
-            response.stream = not (length is not None and length.isdigit() and int(length) <= self._body_limit)
+            length = responses.content_length(response)
+            response.stream = length is None or length > self._body_limit
 
     def response(self, flow: http.HTTPFlow) -> None:
         try:
@@ -246,15 +261,11 @@ class SinchSmsExporter:
                 request = flow.request
                 encoding = responses.header(request, b"content-encoding") or ""
                 outcome = callbacks.classify_body(request.raw_content, encoding, self._body_limit)
+                self.metrics.record_callback(outcome, flow.response.status_code)  # type: ignore[union-attr]
             else:
-                answer = responses.classify(flow, self._region(flow), self._body_limit)
+                self.metrics.record_response(responses.classify(flow, self._region(flow), self._body_limit))
         except Exception:
-            logger.exception("sinch-sms-exporter: cannot classify an answer (not counted)")
-            return
-        if role is Role.CALLBACK:
-            self.metrics.record_callback(outcome, flow.response.status_code)  # type: ignore[union-attr]
-        else:
-            self.metrics.record_response(answer)
+            logger.exception("sinch-sms-exporter: cannot count an answer")
 
     def error(self, flow: http.HTTPFlow) -> None:
         timed_out = self.deadline.pop_expired(flow)
@@ -264,16 +275,18 @@ class SinchSmsExporter:
             self.lifecycle.ended(flow)
 
     def _count_error(self, flow: http.HTTPFlow, timed_out: bool) -> None:
+        role = self._role(flow)
+        if not role:
+            return  # not ours: mitmproxy's own answer, uncounted
         reason = labels.REASON_TIMEOUT if timed_out else upstream_error_reason(flow)
         if reason is not None:
             answers.note(flow.client_conn.id, reason)
-        role = self._role(flow)
-        if self.metrics is None or not role:
+        if self.metrics is None:
             return
         if role is Role.CALLBACK:
             if reason is not None:  # None: Sinch hung up first; the receiver is not at fault
                 self.metrics.record_callback_error(reason)
-                self.failures.failed(reason, flow.request.host, flow.request.port, "callback receiver")
+                self.callback_failures.failed(reason, flow.request.host, flow.request.port)
             return
         region = self._region(flow)
         endpoint = routes.endpoint_of(flow.request.path)
@@ -293,7 +306,7 @@ class SinchSmsExporter:
         """CALLBACK for flows of a callback listener; API for other reverse-mode flows and
         forward-mode flows to Sinch hosts; IGNORED for the rest."""
         mode = flow.client_conn.proxy_mode
-        if self._callback_modes and mode.full_spec in self._callback_modes:
+        if self.callback_modes and mode.full_spec in self.callback_modes:
             return Role.CALLBACK
         if isinstance(mode, ReverseMode):
             return Role.API

@@ -92,7 +92,13 @@ def install() -> None:
         logger.debug(f"keeping mitmproxy's error pages ({exc})")
         return
 
+    def own_answer(self: Any, reason: str, status: int | None) -> Generator[Any, Any, None]:
+        yield commands.SendData(self.conn, render(status or 502, reason))
+        yield commands.CloseConnection(self.conn)
+
     def send(self: Any, event: Any) -> Generator[Any, Any, None]:
+        # A plain function returning a generator (mitmproxy runs `yield from self.send(event)`):
+        # every other event goes straight to mitmproxy's generator, with no frame of ours.
         if isinstance(event, ResponseProtocolError):
             reason = _pending.pop(self.context.client.id, None)
             status = _status_of(event.code)
@@ -102,10 +108,8 @@ def install() -> None:
                 and self.response is None
                 and self.conn.state & ConnectionState.CAN_WRITE
             ):
-                yield commands.SendData(self.conn, render(status, reason))
-                yield commands.CloseConnection(self.conn)
-                return
-        yield from original(self, event)
+                return own_answer(self, reason, status)
+        return original(self, event)
 
     send.__wrapped__ = original  # type: ignore[attr-defined]
     Http1Server.send = send  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from mitmproxy import addonmanager, ctx, exceptions, hooks, master, options
+from mitmproxy import addonmanager, connection, ctx, exceptions, hooks, master, options
 from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, proxyserver, termlog, tlsconfig
 from mitmproxy.proxy import mode_specs
 
@@ -129,6 +129,21 @@ class TcpProxyserver(proxyserver.Proxyserver):
         return await self.servers.update([tcp_only(mode_specs.ProxyMode.parse(m)) for m in ctx.options.mode])
 
 
+class CallbackAwareBlock(block.Block):
+    """mitmproxy's block_global/block_private, not applied to callback listeners (whose
+    senders are Sinch's public addresses): their connections are let in without the warning
+    mitmproxy's Block logs for every refused one. (Under `mitmdump -s` mitmproxy's own Block
+    refuses them first and the addon lifts the refusal: callback_listeners.admit_public_sender.)"""
+
+    def __init__(self, exporter: SinchSmsExporter) -> None:
+        super().__init__()
+        self.exporter = exporter
+
+    def client_connected(self, client: connection.Client) -> None:
+        if client.proxy_mode.full_spec not in self.exporter.callback_modes:
+            super().client_connected(client)
+
+
 class SidecarMaster(master.Master):
     """Proxy server (TCP only), protocol detection, TLS, listener guard, h2c safety, startup
     error check, the terminal log, and the Sinch exporter: nothing that rewrites traffic."""
@@ -145,8 +160,9 @@ class SidecarMaster(master.Master):
             TcpProxyserver(),
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
-            # Refuses clients from public addresses (block_global) when listening widely.
-            block.Block(),
+            # Refuses clients from public addresses (block_global) when listening widely,
+            # except on callback listeners: Sinch calls those from the internet.
+            CallbackAwareBlock(self.exporter),
             # Strips h2c upgrade requests mitmproxy cannot carry (else: protocol errors).
             disable_h2c.DisableH2C(),
             StartupCheck(),

@@ -45,14 +45,34 @@ def option(name: str) -> Any:
         raise exceptions.OptionsError(str(exc)) from None
 
 
+def _wrong_type(setting: settings.Setting, value: Any) -> str | None:
+    """Why a config.yaml value cannot be the option's (mitmproxy would refuse it with a
+    traceback), or None."""
+    if setting.repeated:
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        return None if ok else "needs a list of strings"
+    if setting.kind is int:
+        return None if type(value) is int else "not a whole number"
+    if setting.kind is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if value is None and setting.kind == settings.OptionalStr:
+        return None
+    return None if isinstance(value, str) else "needs a string"
+
+
 def deferred_problem(name: str, value: Any) -> str | None:
     """What is wrong with a value mitmproxy holds for an option not declared yet: text from
     `--set` (a list of strings, converted here as mitmproxy will) or a value from config.yaml."""
     setting = settings.OPTIONS[name]
     texts = getattr(value, "val", None)  # mitmproxy's _UnconvertedStrings
     try:
-        if texts is None or setting.repeated:
-            checked_option(name, value if texts is None else list(texts))
+        if texts is None:  # from config.yaml: typed by YAML, not by mitmproxy
+            wrong = _wrong_type(setting, value)
+            if wrong:
+                return settings.message(name, value, wrong)
+            checked_option(name, value)
+        elif setting.repeated:
+            checked_option(name, list(texts))
         elif len(texts) != 1:
             if texts or setting.kind != settings.OptionalStr:  # `--set name` alone: None
                 return settings.message(name, " ".join(texts), "needs exactly one value")

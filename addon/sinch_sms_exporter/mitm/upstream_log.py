@@ -21,16 +21,6 @@ from mitmproxy.utils import human
 
 from sinch_sms_exporter.contract import labels
 
-#: What each reason means to someone reading the log (contract/labels.py defines the values).
-MEANINGS = {
-    labels.REASON_CONNECT: "could not connect (refused or unreachable)",
-    labels.REASON_DNS: "the host name did not resolve",
-    labels.REASON_TIMEOUT: "no answer within --upstream-timeout",
-    labels.REASON_TLS: "the TLS handshake failed (certificate or protocol)",
-    labels.REASON_CLOSED: "the connection closed before the answer was complete",
-    labels.REASON_PROTOCOL: "the answer was not valid HTTP",
-    labels.OTHER: "an unclassified failure",
-}
 #: Seconds between two lines about the same reason.
 EVERY = 60.0
 
@@ -49,21 +39,31 @@ class UpstreamFailureLog:
     """Logs the first failure of each reason at once, later ones as a count per window."""
 
     def __init__(
-        self, logger: logging.Logger, every: float = EVERY, clock: Callable[[], float] = time.monotonic
+        self,
+        logger: logging.Logger,
+        every: float = EVERY,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        what: str = "upstream failure",
+        metric: str = "sinch_sms_upstream_errors_total",
     ) -> None:
         self.logger, self.every, self.clock = logger, every, clock
+        #: how a line starts, and the metric it points to (API calls, or callbacks to the receiver)
+        self.what, self.metric = what, metric
         self._windows: dict[str, _Window] = {}  # at most one per reason: a fixed set
 
-    def failed(self, reason: str, host: str, port: int, region: str) -> None:
+    def failed(self, reason: str, host: str, port: int, region: str | None = None) -> None:
         """One request got no complete answer from upstream `host`:`port` for `reason`."""
-        upstream = f"{human.format_address((host, port))} (region {region})"
+        address = human.format_address((host, port))
+        upstream = f"{address} (region {region})" if region else address
         now = self.clock()
         window = self._windows.get(reason)
         if window is None or (window.count == 0 and now - window.started >= self.every):
             self._windows[reason] = _Window(now)
+            meaning = labels.UPSTREAM_ERROR_TEXTS.get(reason, labels.UPSTREAM_ERROR_TEXTS[labels.OTHER])
             self.logger.info(
-                f"upstream failure: {reason} ({MEANINGS.get(reason, reason)}) on {upstream}: answered 502, "
-                f"counted in sinch_sms_upstream_errors_total; repeats are summed every {self.every:g} s"
+                f"{self.what}: {reason} ({meaning}) on {upstream}: answered 502, "
+                f"counted in {self.metric}; repeats are summed every {self.every:g} s"
             )
             return
         window.count += 1
@@ -87,7 +87,7 @@ class UpstreamFailureLog:
         now = self.clock()
         if window.count:
             self.logger.info(
-                f"upstream failure: {reason}, {window.count} more in the last {now - window.started:.0f} s "
+                f"{self.what}: {reason}, {window.count} more in the last {now - window.started:.0f} s "
                 f"(last on {window.upstream})"
             )
         self._windows[reason] = _Window(now)

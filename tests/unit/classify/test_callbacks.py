@@ -24,7 +24,7 @@ from sinch_sms_exporter.mitm.addon import SinchSmsExporter
 from tests.helpers.flows import ENCODERS, sinch_flow
 
 LIMIT = 4096
-# The contract's values, written out: the tests check the code against ARCHITECTURE.md.
+# The contract's values, written out: the tests check the code against the README's "Callbacks".
 TYPES = (
     "delivery_report_sms", "delivery_report_mms", "recipient_delivery_report_sms",
     "recipient_delivery_report_mms", "mo_text", "mo_binary", "mo_media",
@@ -133,14 +133,15 @@ def test_batch_report_adds_each_entry_count(kind: str) -> None:
             {"code": 0, "status": "Failed", "count": 0},
         ],
     }  # fmt: skip
-    reports = (("delivered", "0", 6), ("aborted", "402", 3), ("failed", "0", 0))
+    reports = (("delivered", "0", 6), ("aborted", "402", 3))  # a count of 0 is no message
     assert classify(document) == CallbackOutcome(kind, reports)
 
 
 @pytest.mark.parametrize(
     "statuses",
     [None, {}, "x", [], [1, "a", None], [{"status": "Delivered", "code": 0}], [{"count": -1, "status": "Failed"}],
-     [{"count": True, "status": "Failed"}], [{"count": 2.0, "status": "Failed"}]],
+     [{"count": True, "status": "Failed"}], [{"count": 2.0, "status": "Failed"}], [{"count": 0, "status": "Failed"}],
+     [{"count": 10**400, "status": "Failed"}], [{"count": 2**31, "status": "Failed"}]],
 )  # fmt: skip
 def test_batch_report_entries_without_a_count_count_nothing(statuses: object) -> None:
     assert classify({"type": "delivery_report_sms", "statuses": statuses}) == CallbackOutcome("delivery_report_sms")
@@ -295,6 +296,22 @@ def test_the_addon_counts_callbacks_apart_from_api_answers() -> None:
         assert sample(m, "sinch_sms_responses_total") == 1
         assert sample(m, "sinch_sms_responses_total", code="blocked_account") == 1
         assert sample(m, "sinch_sms_callbacks_total") == 6
+
+
+def test_a_huge_count_is_no_report_and_the_hook_never_raises() -> None:
+    """A `count` too big for a counter (the listener is public: anyone can post one) counts
+    no messages; the callback itself is still counted, and the entries beside it are."""
+    exporter = SinchSmsExporter()
+    with taddons.context(exporter) as tctx:
+        tctx.configure(exporter, sinch_metrics_port=0, sinch_callback_upstreams=[f"{RECEIVER}@8090"])
+        statuses = [{"code": 0, "status": "Failed", "count": 10**400}, {"code": 0, "status": "Delivered", "count": 3}]
+        body = json.dumps({"type": "delivery_report_sms", "statuses": statuses}).encode()
+        exporter.response(callback_flow(body, 200))
+        m = exporter.metrics
+        assert m is not None
+        assert sample(m, "sinch_sms_callbacks_total", type="delivery_report_sms", status="200") == 1
+        assert sample(m, "sinch_sms_delivery_reports_total", status="delivered") == 3
+        assert sample(m, "sinch_sms_delivery_reports_total", status="failed") == 0
 
 
 def test_a_receiver_that_does_not_answer_is_a_callback_error_not_an_upstream_error() -> None:

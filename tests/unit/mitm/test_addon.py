@@ -192,11 +192,15 @@ def test_configure_rejects_bad_options_with_a_clear_error(exporter, option: str,
     assert option in str(excinfo.value)  # the message says which setting is wrong
 
 
-def test_every_flow_is_in_flight_from_request_to_its_answer_or_error_once(exporter) -> None:
-    """What shutdown waits for: each flow counts once, however its hooks end (an error after
-    the response, an error before any request, a flow outside the API)."""
+def test_every_flow_is_in_flight_from_its_request_headers_to_its_answer_or_error_once(exporter) -> None:
+    """What shutdown waits for: each flow counts once from its request headers on (its body
+    may still be uploading), however its hooks end (an error after the response, an error
+    before any request headers, a flow outside the API)."""
     addon, _ = exporter
     flows = [sinch_flow(201, b"{}") for _ in range(4)]
+    for flow in flows:
+        addon.requestheaders(flow)
+    assert addon.lifecycle.in_flight == 4
     for flow in flows:
         addon.request(flow)
     assert addon.lifecycle.in_flight == 4
@@ -206,7 +210,7 @@ def test_every_flow_is_in_flight_from_request_to_its_answer_or_error_once(export
     flows[2].request.path = "/not/the/api"
     addon.response(flows[2])
     assert addon.lifecycle.in_flight == 1
-    addon.error(sinch_flow(502, b""))  # never reached `request`
+    addon.error(sinch_flow(502, b""))  # never reached `requestheaders`
     assert addon.lifecycle.in_flight == 1
     addon.response(flows[3])
     assert addon.lifecycle.in_flight == 0

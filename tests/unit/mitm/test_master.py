@@ -1,5 +1,6 @@
-"""proxy.HookIndex: events reach exactly the addons that handle them, in chain order, with
-mitmproxy's error handling, also after the chain changes (a real SidecarMaster)."""
+"""mitm/master.py. HookIndex: events reach exactly the addons that handle them, in chain order, with
+mitmproxy's error handling, also after the chain changes (a real SidecarMaster); block_global
+spares the callback listeners."""
 
 from __future__ import annotations
 
@@ -84,3 +85,31 @@ def test_only_handlers_run_in_chain_order_and_added_addons_are_seen(caplog) -> N
     ]  # fmt: skip
     # an addon's exception is logged as mitmproxy logs it, and the next addon still runs
     assert sum("Addon error: addon bug" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_block_global_spares_callback_listeners_without_a_warning(caplog) -> None:
+    """A public sender (Sinch) on a callback listener is let in, with no 'killed by
+    block_global' line per connection; on the API listener it is refused as before."""
+    from mitmproxy.proxy.mode_specs import ProxyMode
+
+    from sinch_sms_exporter.mitm.master import CallbackAwareBlock
+
+    async def check() -> None:
+        sidecar = SidecarMaster(options.Options())
+        sidecar.options.update(
+            mode=["reverse:https://us.sms.api.sinch.com@8080"],
+            sinch_metrics_port=0,
+            sinch_callback_upstreams=["http://127.0.0.1:9000@8090"],
+        )
+        blocker = next(a for a in sidecar.addons.chain if isinstance(a, CallbackAwareBlock))
+        with caplog.at_level(logging.WARNING):
+            for mode, refused in (("reverse:http://127.0.0.1:9000@8090", False), (sidecar.options.mode[0], True)):
+                client = tflow.tclient_conn()
+                client.peername = ("54.76.19.159", 40000)
+                client.proxy_mode = ProxyMode.parse(mode)
+                client.error = None
+                blocker.client_connected(client)
+                assert (client.error is not None) == refused, mode
+        assert sum("block_global" in r.getMessage() for r in caplog.records) == 1
+
+    asyncio.run(check())
