@@ -24,16 +24,12 @@ from sinch_sms_exporter import __version__, settings
 from sinch_sms_exporter.classify import routes
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.settings import (
-    DEFAULT_LISTEN_PORT,
-    DEFAULT_METRICS_PORT,
     DEFAULT_UPSTREAM,
     ENV_PREFIX,
     Setting,
 )
 
 PROG = "sinch-sms-proxy"
-# The defaults are re-exported: deployment checks compare the image's and manifests' ports with them.
-__all__ = ["DEFAULT_LISTEN_PORT", "DEFAULT_METRICS_PORT", "DEFAULT_UPSTREAM", "ENV_PREFIX", "main"]
 
 
 class UsageError(Exception):

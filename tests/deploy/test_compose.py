@@ -15,7 +15,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from sinch_sms_exporter import cli
+from sinch_sms_exporter import cli, settings
 from tests.helpers.deploy_files import (
     COMPOSE,
     alert_rules_job,
@@ -182,7 +182,7 @@ def test_proxy_settings_are_the_clis_and_the_demo_traffic_reaches_the_simulator(
     proxy = services["proxy"]
     flags = {opt for action in cli.build_parser()._actions for opt in action.option_strings}
     for name in proxy["environment"]:
-        assert "--" + name.removeprefix(cli.ENV_PREFIX).lower().replace("_", "-") in flags, name
+        assert "--" + name.removeprefix(settings.ENV_PREFIX).lower().replace("_", "-") in flags, name
     image_port = int(final_stage().env()["SINCH_PROXY_LISTEN_PORT"])
 
     def upstreams(environment: dict[str, str]) -> list[cli.Upstream]:

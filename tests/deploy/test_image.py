@@ -80,17 +80,17 @@ def test_base_image_is_a_pinned_python_312_or_later() -> None:
 
 def test_environment_and_ports_are_the_clis() -> None:
     stage = final_stage()
-    env = {k: v for k, v in stage.env().items() if k.startswith(cli.ENV_PREFIX)}
+    env = {k: v for k, v in stage.env().items() if k.startswith(settings.ENV_PREFIX)}
     flags = {opt for action in cli.build_parser()._actions for opt in action.option_strings}
     for name in env:
-        flag = "--" + name.removeprefix(cli.ENV_PREFIX).lower().replace("_", "-")
+        flag = "--" + name.removeprefix(settings.ENV_PREFIX).lower().replace("_", "-")
         assert flag in flags, f"{name}: sinch-sms-proxy has no {flag}"
     parser = cli.build_parser()
     parser.apply_environment(env)  # the image's environment only, checked as the CLI checks it
     args = parser.parse_args([])
     # The image opens the proxy to its network (compose), keeps the CLI's ports.
     assert args.listen_host == "0.0.0.0"
-    assert args.listen_port == cli.DEFAULT_LISTEN_PORT
+    assert args.listen_port == settings.DEFAULT_LISTEN_PORT
     assert args.metrics_port == DEFAULT_METRICS_PORT
     assert stage.exposed_ports() == {args.listen_port, args.metrics_port}
     health = " ".join(stage.exec_form("HEALTHCHECK"))

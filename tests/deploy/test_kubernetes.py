@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from sinch_sms_exporter import cli
+from sinch_sms_exporter import cli, settings
 from tests.helpers.client import http
 from tests.helpers.deploy_files import (
     KUBERNETES,
@@ -60,7 +60,7 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
 
 def _effective_env() -> dict[str, str]:
     """What the proxy container sees: the image's ENV, then the manifest's."""
-    image = {k: v for k, v in final_stage().env().items() if k.startswith(cli.ENV_PREFIX)}
+    image = {k: v for k, v in final_stage().env().items() if k.startswith(settings.ENV_PREFIX)}
     return {**image, **_env(_proxy())}
 
 
@@ -112,7 +112,7 @@ def test_deployment_selects_its_pods_and_runs_the_projects_image() -> None:
 def test_proxy_ports_and_probes_match_the_image() -> None:
     proxy, env = _proxy(), _effective_env()
     ports = {p["name"]: p["containerPort"] for p in proxy["ports"]}
-    assert ports["sinch-metrics"] == int(env["SINCH_PROXY_METRICS_PORT"]) == cli.DEFAULT_METRICS_PORT
+    assert ports["sinch-metrics"] == int(env["SINCH_PROXY_METRICS_PORT"]) == settings.DEFAULT_METRICS_PORT
     assert ports["sinch-proxy"] == int(env["SINCH_PROXY_LISTEN_PORT"])
     assert set(ports.values()) == final_stage().exposed_ports()
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -188,7 +188,7 @@ def test_service_reaches_the_proxy_over_loopback() -> None:
     assert env["SINCH_PROXY_LISTEN_HOST"] == "127.0.0.1", "only the pod's containers may use the sidecar"
     flags = {opt for action in cli.build_parser()._actions for opt in action.option_strings}
     for name in _env(_proxy()):
-        assert "--" + name.removeprefix(cli.ENV_PREFIX).lower().replace("_", "-") in flags, name
+        assert "--" + name.removeprefix(settings.ENV_PREFIX).lower().replace("_", "-") in flags, name
     urls = cli.parse_upstreams(env["SINCH_PROXY_UPSTREAM"].split(","), [], int(env["SINCH_PROXY_LISTEN_PORT"]))
     (service,) = [c for c in _containers().values() if c["name"] != _proxy()["name"]]
     assert _env(service)["SINCH_BASE_URL"] == f"http://127.0.0.1:{urls[0].listen_port}"

@@ -21,6 +21,7 @@ from sinch_sms_exporter.sim.callbacks import sign
 from tests.helpers.client import http, scrape, total
 from tests.helpers.paths import BIN, PLAN, PROXY
 from tests.helpers.processes import Process, free_port, running, start, start_simulator, wait_for_port, wait_until
+from tests.helpers.servers import serve_connections
 
 pytestmark = pytest.mark.e2e
 
@@ -41,18 +42,9 @@ class CapturingReceiver:
     def __init__(self, answer: Callable[[bytes, int], tuple[int, bytes, bytes]] | None = None) -> None:
         self.answer = answer or (lambda body, n: (200, b"", b""))
         self.requests: list[tuple[bytes, bytes]] = []  # (head, body)
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
         self.lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+        self.server = serve_connections(self._connection)
+        self.port = self.server.getsockname()[1]
 
     def _connection(self, conn: socket.socket) -> None:
         buffer = b""

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from sinch_sms_exporter import cli
+from sinch_sms_exporter import cli, settings
 from sinch_sms_exporter.contract import catalog
 from sinch_sms_exporter.contract.labels import ENDPOINT_TEMPLATES
 from sinch_sms_exporter.sim import simulator
@@ -257,7 +257,7 @@ def test_flags_win_over_variables_and_variables_over_defaults() -> None:
     parser = cli.build_parser()
     parser.apply_environment({"SINCH_PROXY_METRICS_PORT": "9001", "SINCH_PROXY_LOG_LEVEL": "debug"})
     args = parser.parse_args(["--metrics-port", "9002"])
-    assert (args.metrics_port, args.log_level, args.listen_port) == (9002, "debug", cli.DEFAULT_LISTEN_PORT)
+    assert (args.metrics_port, args.log_level, args.listen_port) == (9002, "debug", settings.DEFAULT_LISTEN_PORT)
 
 
 def test_every_flag_has_its_variable_in_the_help() -> None:
@@ -265,7 +265,8 @@ def test_every_flag_has_its_variable_in_the_help() -> None:
     named = {variable for _, variable in parser.variables}
     flags = {a.option_strings[0] for a in parser._actions if a.option_strings[0].startswith("--")}
     expected = {
-        cli.ENV_PREFIX + f[2:].replace("-", "_").upper() for f in flags - {"--help", "--version", "--print-addon-path"}
+        settings.ENV_PREFIX + f[2:].replace("-", "_").upper()
+        for f in flags - {"--help", "--version", "--print-addon-path"}
     }
     assert named == expected
     help_text = " ".join(run_cli("--help").stdout.split())

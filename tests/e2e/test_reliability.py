@@ -43,6 +43,7 @@ from tests.helpers.processes import (
     wait_for_port,
     wait_until,
 )
+from tests.helpers.servers import serve_connections
 
 pytestmark = pytest.mark.e2e
 
@@ -88,17 +89,7 @@ def errors_by_reason(samples: dict, region: str) -> dict[str, float]:
 @contextmanager
 def closing_listener() -> Iterator[int]:
     """A TCP server that accepts every connection and closes it at once (mid TLS handshake)."""
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
+    server = serve_connections(lambda conn: conn.close())
     try:
         yield server.getsockname()[1]
     finally:
@@ -432,17 +423,8 @@ class RawUpstream:
 
     def __init__(self) -> None:
         self.answers: dict[str, bytes | Callable[[socket.socket], None]] = {}
-        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server = serve_connections(self._answer)
         self.port = self.server.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:

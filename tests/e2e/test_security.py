@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
-from sinch_sms_exporter import cli, exposition
+from sinch_sms_exporter import cli, exposition, settings
 from sinch_sms_exporter.classify import routes
 from sinch_sms_exporter.contract import labels
 from sinch_sms_exporter.mitm import logredact
@@ -41,6 +41,7 @@ from tests.helpers.client import http, scrape, total
 from tests.helpers.paths import BIN, PROXY, REPO
 from tests.helpers.processes import free_port, running, start, start_proxy, start_simulator, wait_for_port, wait_until
 from tests.helpers.prometheus import prom_query, start_prometheus
+from tests.helpers.servers import serve_connections
 
 pytestmark = pytest.mark.e2e
 
@@ -120,19 +121,13 @@ def raw_exchange(port: int, data: bytes) -> bytes:
 def echoing_upstream() -> tuple[socket.socket, int]:
     """An upstream that answers with a malformed status line quoting the request's secrets:
     mitmproxy's protocol-error messages would quote it."""
-    server = socket.create_server(("127.0.0.1", 0))
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                conn.sendall(f"HTTP/1.1 2OO {PHONES[0]} {TOKEN}\r\nX-Echo: {MESSAGE}\r\n\r\n".encode())
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(f"HTTP/1.1 2OO {PHONES[0]} {TOKEN}\r\nX-Echo: {MESSAGE}\r\n\r\n".encode())
 
-    threading.Thread(target=serve, daemon=True).start()
+    server = serve_connections(echo)
     return server, server.getsockname()[1]
 
 
@@ -797,7 +792,7 @@ def listeners(port: int) -> set[str]:
 
 def test_documented_defaults_are_the_real_ones(tmp_path, monkeypatch) -> None:
     for name in list(os.environ):
-        if name.startswith(cli.ENV_PREFIX):
+        if name.startswith(settings.ENV_PREFIX):
             monkeypatch.delenv(name)
     args = cli.build_parser().parse_args([])
     assert (args.listen_host, args.listen_port) == ("127.0.0.1", 8080)

@@ -148,6 +148,6 @@ def shutdown_grace(environment: dict[str, str]) -> float:
     from sinch_sms_exporter import cli, settings
 
     parser = cli.build_parser()
-    image = {k: v for k, v in final_stage().env().items() if k.startswith(cli.ENV_PREFIX)}
+    image = {k: v for k, v in final_stage().env().items() if k.startswith(settings.ENV_PREFIX)}
     parser.apply_environment({**image, **environment})
     return settings.parse_grace(str(parser.parse_args([]).shutdown_grace))

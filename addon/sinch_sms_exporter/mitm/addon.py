@@ -45,9 +45,6 @@ from sinch_sms_exporter.mitm.upstream_log import UpstreamFailureLog
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METRICS_PORT = settings.DEFAULT_METRICS_PORT
-DEFAULT_UPSTREAM_TIMEOUT = settings.DEFAULT_UPSTREAM_TIMEOUT
-
 
 class Role(IntEnum):
     """What a flow is to the exporter (falsy: not counted)."""
@@ -64,7 +61,7 @@ class SinchSmsExporter:
     def __init__(self) -> None:
         self.metrics: Metrics | None = None
         self.server: MetricsServer | None = None
-        self.deadline = UpstreamDeadline(DEFAULT_UPSTREAM_TIMEOUT)
+        self.deadline = UpstreamDeadline(settings.DEFAULT_UPSTREAM_TIMEOUT)
         self.failures = UpstreamFailureLog(logger)
         self.callback_failures = UpstreamFailureLog(
             logger, what="callback receiver failure", metric="sinch_sms_callback_errors_total"
